@@ -1,0 +1,70 @@
+"""Shared set-up for benchmarks: a throwaway var/ directory (SQLite or DATABASE_URL) and Redis."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def prepare_environment() -> dict[str, str]:
+    """Point Django at a fresh var/ directory and migrate it; return the environment to reuse."""
+    var_dir = tempfile.mkdtemp(prefix="interlock-bench-")
+    environment = {
+        **os.environ,
+        "INTERLOCK_VAR_DIR": var_dir,
+        "DEBUG": "true",
+        "LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(environment)
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+    subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "migrate", "--verbosity", "0"],
+        env=environment,
+        check=True,
+    )
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    # DEBUG keeps the last 9,000 SQL statements in memory; production runs without it.
+    settings.DEBUG = False
+    from connectors import broker
+
+    environment["REDIS_URL"] = os.environ["REDIS_URL"] = broker.redis_url()
+    broker.get_redis().flushdb()
+    return environment
+
+
+def make_demo_connector(
+    slug: str, *, batch_size: int = 20, concurrency: int = 8, latency_ms: float = 0
+):
+    from connectors.models import Connector, FieldMapping, Provider
+
+    provider, _ = Provider.objects.get_or_create(
+        name=f"demo-{slug}",
+        defaults={
+            "kind": "demo",
+            "max_concurrency": concurrency,
+            "parameters": {"latency_ms": latency_ms} if latency_ms else {},
+        },
+    )
+    connector = Connector.objects.create(
+        name=slug,
+        slug=slug,
+        provider=provider,
+        prompt_template="Summarise: {{ text }}",
+        batch_size=batch_size,
+    )
+    FieldMapping.objects.create(
+        connector=connector,
+        direction="input",
+        source_path="text",
+        target_name="text",
+        is_required=True,
+    )
+    return connector

@@ -1,0 +1,86 @@
+"""End-to-end overhead per record with the demo provider, through one worker.
+
+    python bench/pipeline.py [--records 2000] [--latency-ms 0] [--concurrency 8]
+
+Rates are measured from the first claim to the last finish (the worker process's start-up is
+excluded; the wall time including it is printed too). With --latency-ms 0 the AI answers
+instantly, so records/second is the console's own overhead
+(claim, run, record, audit) for each worker class and batch size. With a latency L and provider
+concurrency C it also prints the share of the ideal C/L that one worker reaches.
+"""
+
+import argparse
+import subprocess
+import sys
+import time
+
+from common import ROOT, make_demo_connector, prepare_environment
+
+SHAPES = "fork:1,simple:1,fork:20,simple:20,simple:100"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--latency-ms", type=float, default=0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--shapes", default=SHAPES, help="worker-class:batch-size, comma-separated")
+    arguments = parser.parse_args()
+    environment = prepare_environment()
+
+    from django.db.models import Max, Min
+
+    from connectors import audit, jobs
+    from connectors.models import Job
+
+    ideal = arguments.concurrency * 1000 / arguments.latency_ms if arguments.latency_ms else None
+    print(
+        f"demo provider, latency {arguments.latency_ms:g} ms, concurrency {arguments.concurrency}"
+        + (f", ideal C/L = {ideal:.0f} records/s" if ideal else "")
+    )
+    print(
+        f"{'worker':8} {'batch':>5} {'records':>8} {'wall s':>7} {'busy s':>7} "
+        f"{'records/s':>10} {'of C/L':>7}"
+    )
+    for shape in arguments.shapes.split(","):
+        worker_class, batch_size = shape.split(":")[0], int(shape.split(":")[1])
+        connector = make_demo_connector(
+            f"bench-{worker_class}-{batch_size}-{time.monotonic_ns()}",
+            batch_size=batch_size,
+            concurrency=arguments.concurrency,
+            latency_ms=arguments.latency_ms,
+        )
+        submissions = [jobs.Submission({"text": f"record {n}"}) for n in range(arguments.records)]
+        for start in range(0, len(submissions), 1000):
+            jobs.submit(connector, submissions[start : start + 1000], audit.Actor.system("bench"))
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "manage.py"),
+                "run_worker",
+                "--burst",
+                "--worker-class",
+                worker_class,
+            ],
+            env=environment,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        wall = time.perf_counter() - started
+        finished = Job.objects.filter(connector=connector, status=Job.Status.SUCCEEDED)
+        done = finished.count()
+        # From the first claim to the last finish: the worker's start-up is not the pipeline.
+        span = finished.aggregate(first=Min("attempt_rows__started_at"), last=Max("finished_at"))
+        seconds = (span["last"] - span["first"]).total_seconds()
+        assert done == arguments.records, f"only {done} of {arguments.records} succeeded"
+        rate = done / seconds
+        share = f"{rate / ideal:6.0%}" if ideal else "      -"
+        print(
+            f"{worker_class:8} {batch_size:>5} {done:>8} {wall:>7.2f} {seconds:>7.2f} "
+            f"{rate:>10.1f} {share:>7}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,434 @@
+"""The connector page: source, mapping, redaction, prompt, provider, output and sink together."""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Q
+from django.http import HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from connectors import audit, config, pipeline, polling, preview, prompts, validation
+from connectors.admin.base import AuditedModelAdmin, actor_for
+from connectors.models import ApiKey, Connector, FieldMapping, RedactionRule
+from connectors.sinks import SINKS
+
+
+def add_errors(form: forms.BaseForm, error: ValidationError) -> None:
+    for field, errors in error.message_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
+class FieldMappingForm(forms.ModelForm):
+    class Meta:
+        model = FieldMapping
+        fields = ["direction", "source_path", "target_name", "transform", "is_required", "position"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            validation.check_mapping(
+                cleaned.get("source_path", ""),
+                cleaned.get("target_name", ""),
+                cleaned.get("transform", ""),
+            )
+        except ValidationError as error:
+            add_errors(self, error)
+        return cleaned
+
+
+class RedactionRuleForm(forms.ModelForm):
+    class Meta:
+        model = RedactionRule
+        fields = ["name", "detector", "pattern", "field_name", "action", "position", "is_enabled"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            validation.check_redaction_rule(
+                cleaned.get("detector", ""),
+                cleaned.get("action", ""),
+                cleaned.get("pattern", ""),
+                cleaned.get("field_name", ""),
+            )
+        except ValidationError as error:
+            add_errors(self, error)
+        return cleaned
+
+
+def kept_forms(formset) -> list:
+    return [
+        form
+        for form in formset.forms
+        if form.cleaned_data and not form.cleaned_data.get("DELETE", False)
+    ]
+
+
+class FieldMappingFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        """Every variable the prompt reads must be an input field (a typo sends blanks)."""
+        super().clean()
+        connector = self.instance
+        inputs = {
+            form.cleaned_data["target_name"]
+            for form in kept_forms(self)
+            if form.cleaned_data.get("direction") == FieldMapping.Direction.INPUT
+        }
+        if not inputs or not connector.prompt_template:
+            return
+        try:
+            used = prompts.template_variables(connector.prompt_template)
+        except Exception:  # the connector form reports a template that does not compile
+            return
+        unknown = sorted(used - inputs)
+        if unknown:
+            raise ValidationError(
+                f"The prompt uses {', '.join(unknown)}, which no input mapping provides "
+                f"(input fields: {', '.join(sorted(inputs))})."
+            )
+
+
+class RedactionRuleFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        """Tokenized values come back only through a sink that writes to the legacy system."""
+        super().clean()
+        sink_kind = self.instance.sink_kind
+        if sink_kind not in SINKS or SINKS.get(sink_kind).can_restore_tokens:
+            return
+        if any(form.cleaned_data.get("action") == "tokenize" for form in kept_forms(self)):
+            raise ValidationError(
+                f"A tokenize rule needs a sink that writes back and restores the values "
+                f"(http, db_update, file, amqp); with the {sink_kind!r} sink the caller would "
+                "only ever see the placeholders. Use mask or hash, or change the sink."
+            )
+
+
+class FieldMappingInline(admin.TabularInline):
+    model = FieldMapping
+    form = FieldMappingForm
+    formset = FieldMappingFormSet
+    extra = 0
+
+
+class RedactionRuleInline(admin.TabularInline):
+    model = RedactionRule
+    form = RedactionRuleForm
+    formset = RedactionRuleFormSet
+    extra = 0
+
+
+class ConnectorForm(forms.ModelForm):
+    class Meta:
+        model = Connector
+        fields = [
+            "name",
+            "slug",
+            "is_enabled",
+            "source_kind",
+            "source_config",
+            "batch_size",
+            "provider",
+            "prompt_template",
+            "output_format",
+            "output_schema",
+            "sink_kind",
+            "sink_config",
+            "max_attempts",
+            "retention_days",
+            "poll_interval_seconds",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        checks = [
+            lambda: validation.check_source(
+                cleaned.get("source_kind", ""), cleaned.get("source_config") or {}
+            ),
+            lambda: validation.check_sink(
+                cleaned.get("sink_kind", ""), cleaned.get("sink_config") or {}
+            ),
+            lambda: validation.check_sink_credentials(
+                cleaned.get("sink_kind", ""), cleaned.get("sink_config") or {}
+            ),
+            lambda: validation.check_source_reachable(
+                cleaned.get("source_kind", ""), cleaned.get("source_config") or {}
+            ),
+            lambda: validation.check_prompt(cleaned.get("prompt_template", "")),
+            lambda: validation.check_output(
+                cleaned.get("output_format", ""), cleaned.get("output_schema")
+            ),
+        ]
+        for check in checks:
+            try:
+                check()
+            except ValidationError as error:
+                add_errors(self, error)
+        if cleaned.get("output_format") == "json" and not cleaned.get("output_schema"):
+            self.add_error("output_schema", "A JSON output needs a JSON Schema to validate it.")
+        return cleaned
+
+
+@admin.register(Connector)
+class ConnectorAdmin(AuditedModelAdmin):
+    form = ConnectorForm
+    inlines = [FieldMappingInline, RedactionRuleInline]
+    list_display = [
+        "name",
+        "slug",
+        "is_enabled",
+        "provider",
+        "source_kind",
+        "sink_kind",
+        "jobs_succeeded",
+        "jobs_dead",
+    ]
+    list_filter = ["is_enabled", "source_kind", "sink_kind", "provider"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    actions = [
+        "create_api_key",
+        "test_connections",
+        "enable",
+        "disable",
+        "clone",
+        "export_selected",
+    ]
+    change_list_template = "admin/connectors/connector/change_list.html"
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "is_enabled"]}),
+        ("Source", {"fields": ["source_kind", "source_config", "batch_size"]}),
+        ("AI", {"fields": ["provider", "prompt_template", "output_format", "output_schema"]}),
+        ("Write-back", {"fields": ["sink_kind", "sink_config"]}),
+        ("Retries and retention", {"fields": ["max_attempts", "retention_days"]}),
+        ("Polling", {"fields": ["poll_interval_seconds"], "classes": ["collapse"]}),
+    ]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("provider")
+            .annotate(
+                succeeded=Count("jobs", filter=Q(jobs__status="succeeded")),
+                dead=Count("jobs", filter=Q(jobs__status="dead")),
+            )
+        )
+
+    @admin.display(description="succeeded", ordering="succeeded")
+    def jobs_succeeded(self, obj) -> int:
+        return obj.succeeded
+
+    @admin.display(description="dead", ordering="dead")
+    def jobs_dead(self, obj) -> int:
+        return obj.dead
+
+    def snapshot(self, obj) -> dict:
+        return config.export_connector(obj)
+
+    def connector_slug(self, obj) -> str:
+        return obj.slug
+
+    @admin.action(description="Enable selected connectors", permissions=["change"])
+    def enable(self, request, queryset):
+        self.set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable selected connectors", permissions=["change"])
+    def disable(self, request, queryset):
+        self.set_enabled(request, queryset, False)
+
+    def set_enabled(self, request, queryset, is_enabled: bool) -> None:
+        for connector in queryset.exclude(is_enabled=is_enabled):
+            Connector.objects.filter(pk=connector.pk).update(is_enabled=is_enabled)
+            audit.record(
+                "connector.update",
+                actor_for(request),
+                connector,
+                connector=connector.slug,
+                changes={"enabled": [not is_enabled, is_enabled]},
+            )
+        state = "enabled" if is_enabled else "disabled"
+        self.message_user(request, f"Connectors {state}.", messages.SUCCESS)
+
+    @admin.action(description="Clone selected connectors (disabled copies)", permissions=["add"])
+    def clone(self, request, queryset):
+        for connector in queryset:
+            document = config.export_connector(connector)
+            slug = unique_slug(connector.slug)
+            document.update(slug=slug, name=f"{connector.name} (copy)", enabled=False)
+            config.import_config({"connectors": [document]}, actor_for(request))
+            self.message_user(request, f"Cloned {connector.slug} as {slug} (disabled).")
+
+    @admin.action(description="Export selected connectors (YAML)")
+    def export_selected(self, request, queryset):
+        document = {"connectors": [config.export_connector(c) for c in queryset]}
+        audit.record(
+            "config.export",
+            actor_for(request),
+            changes={"connectors": [c.slug for c in queryset]},
+        )
+        response = HttpResponse(config.dump(document, "yaml"), content_type="application/yaml")
+        response["Content-Disposition"] = 'attachment; filename="connectors.yaml"'
+        return response
+
+    def import_view(self, request):
+        """Upload a configuration file: validated in full, applied in one transaction."""
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+            raise PermissionDenied
+        problem = ""
+        if request.method == "POST" and request.FILES.get("file"):
+            upload = request.FILES["file"]
+            try:
+                text = upload.read(2_000_000).decode("utf-8")
+                summary = config.import_config(config.load(text), actor_for(request))
+            except UnicodeDecodeError:
+                problem = "The file is not UTF-8 text."
+            except config.ConfigFileError as error:
+                problem = f"Nothing was imported:\n{error}"
+            else:
+                self.message_user(request, f"Imported {upload.name}: {summary}.", messages.SUCCESS)
+                return redirect("admin:connectors_connector_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import a configuration file",
+            "opts": self.opts,
+            "problem": problem,
+        }
+        return TemplateResponse(request, "admin/connectors/connector/import.html", context)
+
+    def get_urls(self):
+        return [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="connectors_connector_import",
+            ),
+            path(
+                "<int:object_id>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="connectors_connector_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request, object_id: int):
+        """Paste a sample record: mapped fields, redaction, prompt; optionally one AI call."""
+        connector = self.get_object(request, str(object_id))
+        if connector is None or not self.has_view_permission(request, connector):
+            raise PermissionDenied
+        sample = request.POST.get("sample") or sample_record(connector)
+        shown, problem = None, ""
+        if request.method == "POST":
+            try:
+                record = json.loads(sample)
+            except json.JSONDecodeError as error:
+                problem = f"The sample is not valid JSON: {error.msg} (line {error.lineno})."
+            else:
+                if "try" in request.POST:
+                    if not self.has_change_permission(request, connector):
+                        raise PermissionDenied
+                    shown = preview.try_it(connector, record)
+                    audit.record(
+                        "connector.try_it",
+                        actor_for(request),
+                        connector,
+                        connector=connector.slug,
+                        changes={"tokens_in": shown.tokens_in, "tokens_out": shown.tokens_out},
+                    )
+                else:
+                    shown = preview.preview(connector, record)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Preview: {connector.name}",
+            "opts": self.opts,
+            "original": connector,
+            "sample": sample,
+            "problem": problem,
+            "shown": shown,
+            "prompt_spans": preview.highlight_spans(shown.prompt) if shown else [],
+            "redacted_rows": [
+                (name, shown.mapped.get(name), preview.highlight_spans(json_text(value)))
+                for name, value in shown.redacted.items()
+            ]
+            if shown and not shown.error
+            else [],
+            "can_try": self.has_change_permission(request, connector),
+        }
+        return TemplateResponse(request, "admin/connectors/connector/preview.html", context)
+
+    def has_issue_key_permission(self, request) -> bool:
+        return request.user.has_perm("connectors.add_apikey")
+
+    @admin.action(description="Test the source and sink connections", permissions=["change"])
+    def test_connections(self, request, queryset):
+        for connector in queryset:
+            for what, test in (
+                ("source", lambda c=connector: polling.build_source(c).test_connection()),
+                ("sink", lambda c=connector: pipeline.build_sink(c).test_connection()),
+            ):
+                try:
+                    answer = test()
+                except Exception as error:  # any failure is the message, never a 500
+                    self.message_user(
+                        request,
+                        f"{connector.slug} {what}: {polling.describe(error)}",
+                        messages.ERROR,
+                    )
+                else:
+                    self.message_user(
+                        request, f"{connector.slug} {what}: {answer}", messages.SUCCESS
+                    )
+
+    @admin.action(description="Create an API key (shown once)", permissions=["issue_key"])
+    def create_api_key(self, request, queryset):
+        issued = []
+        for connector in queryset:
+            api_key, plain, _ = ApiKey.issue(connector, name=f"created by {request.user}")
+            audit.record("api_key.create", actor_for(request), api_key, connector=connector.slug)
+            issued.append((api_key, plain, None))
+        return show_issued_keys(request, self, issued)
+
+
+def unique_slug(slug: str) -> str:
+    candidate, number = f"{slug}-copy", 2
+    while Connector.objects.filter(slug=candidate).exists():
+        candidate, number = f"{slug}-copy-{number}", number + 1
+    return candidate
+
+
+def sample_record(connector: Connector) -> str:
+    """A skeleton sample built from the input mappings' paths."""
+    skeleton: dict = {}
+    for item in connector.mappings.filter(direction=FieldMapping.Direction.INPUT):
+        parts = item.source_path.split(".")
+        node = skeleton
+        for part in parts[:-1]:
+            node = node.setdefault(part.split("[")[0], {})
+        node[parts[-1].split("[")[0]] = f"sample {item.target_name}"
+    return json.dumps(skeleton, indent=2)
+
+
+def json_text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def show_issued_keys(request, model_admin, issued) -> TemplateResponse:
+    """Render new keys in the response itself: never in a message cookie, never again."""
+    response = TemplateResponse(
+        request,
+        "admin/connectors/apikey/issued.html",
+        {
+            **model_admin.admin_site.each_context(request),
+            "title": "API key created",
+            "issued": issued,
+            "opts": ApiKey._meta,
+        },
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,61 @@
+"""Credentials are write-only: a value can be set or replaced, never shown again."""
+
+from django import forms
+from django.contrib import admin
+
+from connectors.admin.base import AuditedModelAdmin, model_snapshot
+from connectors.models import Connector, Credential
+
+
+class CredentialForm(forms.ModelForm):
+    value = forms.CharField(
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        required=False,
+        strip=False,
+        help_text="Write-only: stored encrypted, never shown again. Leave empty to keep the "
+        "current value.",
+    )
+
+    class Meta:
+        model = Credential
+        fields = ["name", "kind", "value"]
+
+    def clean_value(self):
+        value = self.cleaned_data["value"]
+        if not value and not self.instance.pk:
+            raise forms.ValidationError("A new credential needs a value.")
+        return value
+
+    def save(self, commit=True):
+        if self.cleaned_data["value"]:
+            self.instance.set_value(self.cleaned_data["value"])
+        return super().save(commit)
+
+
+@admin.register(Credential)
+class CredentialAdmin(AuditedModelAdmin):
+    form = CredentialForm
+    list_display = ["name", "kind", "fingerprint", "last_used_at", "rotated_at", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["name"]
+    readonly_fields = ["fingerprint", "used_by", "created_at", "rotated_at", "last_used_at"]
+
+    @admin.display(description="used by")
+    def used_by(self, obj: Credential) -> str:
+        if obj.pk is None:
+            return "—"
+        users = [f"provider {p.name}" for p in obj.providers.all()]
+        for connector in Connector.objects.all():
+            for where, config in (
+                ("source", connector.source_config),
+                ("sink", connector.sink_config),
+            ):
+                if obj.name in {value for value in config.values() if isinstance(value, str)}:
+                    users.append(f"connector {connector.slug} ({where})")
+        return ", ".join(users) or "nothing yet"
+
+    def snapshot(self, obj) -> dict:
+        values = model_snapshot(obj)
+        # A replaced value shows as a change of the (masked) value, never as its fingerprint.
+        values.pop("fingerprint", None)
+        return values

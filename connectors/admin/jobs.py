@@ -1,0 +1,187 @@
+"""Jobs are history: read-only, with retry and cancel as the only operations."""
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.http import Http404, JsonResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.timesince import timesince
+
+from connectors import audit, exports, jobs, lifecycle
+from connectors.admin.base import ReadOnlyModelAdmin, actor_for
+from connectors.models import Job, JobAttempt
+
+BADGE_COLOURS = {
+    "pending": "#8a8a8a",
+    "queued": "#5b80b2",
+    "running": "#2f6fb0",
+    "succeeded": "#2e8540",
+    "failed": "#c77c02",
+    "dead": "#ba2121",
+    "cancelled": "#555",
+}
+
+
+class JobAttemptInline(admin.TabularInline):
+    model = JobAttempt
+    extra = 0
+    can_delete = False
+    fields = [
+        "number",
+        "outcome",
+        "worker",
+        "started_at",
+        "finished_at",
+        "queue_wait_ms",
+        "ai_ms",
+        "write_ms",
+        "error_code",
+        "error_message",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(ReadOnlyModelAdmin):
+    list_display = [
+        "short_id",
+        "connector",
+        "status_badge",
+        "attempts",
+        "source_reference",
+        "age",
+        "duration",
+        "error_code",
+        "cost",
+    ]
+    list_filter = ["status", "connector", "error_code", "created_at"]
+    search_fields = ["=id", "idempotency_key", "source_reference"]
+    list_select_related = ["connector"]
+    date_hierarchy = "created_at"
+    inlines = [JobAttemptInline]
+    actions = ["retry", "cancel"]
+    exclude = ["encrypted_tokens"]
+    readonly_fields = ["lineage_link"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "connector",
+                    "status",
+                    "attempts",
+                    "idempotency_key",
+                    "source_reference",
+                    "next_attempt_at",
+                    "lineage_link",
+                ]
+            },
+        ),
+        ("Sent to the AI (redacted)", {"fields": ["input_data", "redaction_hits", "prompt"]}),
+        (
+            "Answer",
+            {
+                "fields": [
+                    "provider_name",
+                    "model",
+                    "ai_output",
+                    "repair_prompt",
+                    "output",
+                    "result",
+                    "token_report",
+                    "write_outcome",
+                ]
+            },
+        ),
+        ("Error", {"fields": ["error_code", "error_message", "error_traceback"]}),
+        (
+            "Cost and timing",
+            {
+                "fields": [
+                    "tokens_in",
+                    "tokens_out",
+                    "cost",
+                    "queue_wait_ms",
+                    "ai_ms",
+                    "write_ms",
+                    "created_at",
+                    "enqueued_at",
+                    "started_at",
+                    "finished_at",
+                    "payload_purged_at",
+                ]
+            },
+        ),
+    ]
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Job):
+        return format_html(
+            '<span class="status-badge" style="background:{};color:#fff;padding:1px 6px;'
+            'border-radius:8px">{}</span>',
+            BADGE_COLOURS.get(obj.status, "#777"),
+            obj.status,
+        )
+
+    @admin.display(description="age", ordering="created_at")
+    def age(self, obj: Job) -> str:
+        return timesince(obj.created_at)
+
+    @admin.display(description="duration")
+    def duration(self, obj: Job) -> str:
+        if obj.finished_at is None:
+            return "—"
+        seconds = (obj.finished_at - obj.created_at).total_seconds()
+        return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+    @admin.display(description="job", ordering="id")
+    def short_id(self, obj: Job) -> str:
+        return str(obj.id)[:8]
+
+    def has_operate_permission(self, request) -> bool:
+        """Retry and cancel: integration admins (change_job), not compliance officers."""
+        return request.user.has_perm("connectors.change_job")
+
+    def get_urls(self):
+        return [
+            path(
+                "<uuid:job_id>/lineage.json",
+                self.admin_site.admin_view(self.lineage_view),
+                name="connectors_job_lineage",
+            ),
+            *super().get_urls(),
+        ]
+
+    def lineage_view(self, request, job_id):
+        job = Job.objects.select_related("connector").filter(id=job_id).first()
+        if job is None or not self.has_view_permission(request, job):
+            raise Http404("No such job.")
+        lineage = exports.job_lineage(job)  # before its own export event joins the trail
+        audit.record("job.lineage_export", actor_for(request), job, connector=job.connector.slug)
+        response = JsonResponse(lineage, json_dumps_params={"indent": 2})
+        response["Content-Disposition"] = f'attachment; filename="job-{job.id}.json"'
+        return response
+
+    @admin.display(description="lineage")
+    def lineage_link(self, obj: Job):
+        url = reverse("admin:connectors_job_lineage", args=[obj.id])
+        return format_html('<a href="{}">Download the lineage of this record (JSON)</a>', url)
+
+    @admin.action(description="Retry selected jobs", permissions=["operate"])
+    def retry(self, request, queryset):
+        with transaction.atomic():
+            retried = lifecycle.retry(queryset.select_related("connector"), actor_for(request))
+            transaction.on_commit(lambda: jobs.enqueue(retried))
+        self.message_user(request, f"{len(retried)} job(s) queued again.", messages.SUCCESS)
+
+    @admin.action(description="Cancel selected jobs", permissions=["operate"])
+    def cancel(self, request, queryset):
+        cancelled = lifecycle.cancel(queryset.select_related("connector"), actor_for(request))
+        self.message_user(request, f"{cancelled} job(s) cancelled.", messages.SUCCESS)

@@ -1,0 +1,70 @@
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+
+from connectors import validation
+from connectors.admin.base import AuditedModelAdmin
+from connectors.errors import PipelineError
+from connectors.models import Provider
+from connectors.pipeline import build_provider
+
+
+class ProviderForm(forms.ModelForm):
+    base_url = forms.URLField(
+        assume_scheme="https",
+        required=False,
+        help_text="e.g. https://api.openai.com/v1 or http://ollama.internal:11434/v1",
+    )
+
+    class Meta:
+        model = Provider
+        fields = [
+            "name",
+            "kind",
+            "base_url",
+            "model",
+            "credential",
+            "timeout_seconds",
+            "max_concurrency",
+            "requests_per_minute",
+            "parameters",
+            "price_per_1k_input",
+            "price_per_1k_output",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            validation.check_provider(
+                cleaned.get("kind", ""),
+                cleaned.get("base_url", ""),
+                cleaned.get("model", ""),
+                cleaned.get("parameters") or {},
+            )
+        except ValidationError as error:
+            for field, messages_ in error.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages_)
+        return cleaned
+
+
+@admin.register(Provider)
+class ProviderAdmin(AuditedModelAdmin):
+    form = ProviderForm
+    list_display = ["name", "kind_label", "model", "base_url", "max_concurrency", "credential"]
+    list_filter = ["kind"]
+    search_fields = ["name", "model", "base_url"]
+    actions = ["test_connection"]
+
+    @admin.display(description="kind", ordering="kind")
+    def kind_label(self, obj: Provider) -> str:
+        return "demo (no AI is called)" if obj.kind == "demo" else obj.get_kind_display()
+
+    @admin.action(description="Test connection", permissions=["change"])
+    def test_connection(self, request, queryset):
+        for provider in queryset:
+            try:
+                answer = build_provider(provider).test_connection()
+            except PipelineError as error:
+                self.message_user(request, f"{provider.name}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{provider.name}: {answer}", messages.SUCCESS)

@@ -1,0 +1,148 @@
+"""API key authentication, with Standard Webhooks signatures when the key has a signing secret.
+
+The signature covers the raw body, so it is checked here, before anything parses the body.
+Replay protection is the (key, webhook-id) unique constraint, written with the jobs it brought.
+"""
+
+import binascii
+import ipaddress
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http.request import RawPostDataException
+from django.utils import timezone
+from rest_framework import status
+from rest_framework.authentication import BaseAuthentication
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from connectors import crypto
+from connectors.api import schema  # noqa: F401  (registers the OpenAPI description)
+from connectors.api.errors import ApiError
+from connectors.models import ApiKey
+
+LAST_USED_PRECISION = timedelta(seconds=60)
+SIGNATURE_ERRORS = {
+    "Missing required headers": (
+        "signature_required",
+        "This key requires Standard Webhooks headers: webhook-id, webhook-timestamp, "
+        "webhook-signature.",
+    ),
+    "Message timestamp too old": (
+        "timestamp_out_of_tolerance",
+        "webhook-timestamp is more than 5 minutes in the past.",
+    ),
+    "Message timestamp too new": (
+        "timestamp_out_of_tolerance",
+        "webhook-timestamp is more than 5 minutes in the future.",
+    ),
+    "Invalid Signature Headers": ("invalid_signature", "webhook-timestamp is not a number."),
+}
+
+
+class KeyHolder:
+    """The authenticated caller: a legacy system holding an API key."""
+
+    is_authenticated = True
+
+    def __init__(self, api_key: ApiKey) -> None:
+        self.api_key = api_key
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    def authenticate(self, request):
+        plain = presented_key(request)
+        if plain is None:
+            return None
+        api_key = (
+            ApiKey.objects.select_related("connector__provider")
+            .filter(key_hash=crypto.sha256_hex(plain), revoked_at__isnull=True)
+            .first()
+        )
+        if api_key is None:
+            raise ApiError(
+                status.HTTP_401_UNAUTHORIZED,
+                "invalid_api_key",
+                "The API key is unknown or revoked.",
+            )
+        check_network(api_key, request)
+        if api_key.has_signing_secret:
+            request.webhook_id = verify_signature(api_key, request)
+        touch(api_key)
+        return KeyHolder(api_key), api_key
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="interlock"'
+
+
+def presented_key(request) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.META.get("HTTP_X_API_KEY", "").strip() or None
+
+
+def check_network(api_key: ApiKey, request) -> None:
+    if not api_key.allowed_networks:
+        return
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        address = None
+    allowed = address is not None and any(
+        address in ipaddress.ip_network(cidr, strict=False) for cidr in api_key.allowed_networks
+    )
+    if not allowed:
+        raise ApiError(
+            status.HTTP_403_FORBIDDEN,
+            "network_not_allowed",
+            "This API key may not be used from this address.",
+        )
+
+
+def read_body(request) -> bytes:
+    try:
+        return request._request.body
+    except RequestDataTooBig:
+        raise body_too_large() from None
+    except RawPostDataException:  # already streamed by a parser
+        return b""
+
+
+def body_too_large() -> ApiError:
+    limit = settings.INTAKE_MAX_BODY_BYTES
+    return ApiError(
+        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        "body_too_large",
+        f"The request body is larger than {limit} bytes.",
+        limit=limit,
+    )
+
+
+def verify_signature(api_key: ApiKey, request) -> str:
+    headers = {
+        name: request.headers.get(name, "")
+        for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    }
+    body = read_body(request)
+    try:
+        Webhook(api_key.signing_secret()).verify(body, headers, json_parse=False)
+    except WebhookVerificationError as error:
+        code, detail = SIGNATURE_ERRORS.get(
+            str(error), ("invalid_signature", "No signature in webhook-signature matches the body.")
+        )
+        raise ApiError(status.HTTP_401_UNAUTHORIZED, code, detail) from None
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise ApiError(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid_signature",
+            "webhook-signature must be space-separated 'v1,<base64>' values over a UTF-8 body.",
+        ) from None
+    return headers["webhook-id"][:255]
+
+
+def touch(api_key: ApiKey) -> None:
+    """Keep last-used time without a write per request."""
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_PRECISION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)

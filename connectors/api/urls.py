@@ -1,0 +1,14 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+
+from connectors.api import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("connectors/<slug:slug>/records/", views.RecordsView.as_view(), name="records"),
+    path("jobs/<uuid:job_id>/", views.JobView.as_view(), name="job-detail"),
+    path("health/", views.HealthView.as_view(), name="health"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularRedocView.as_view(url_name="api:schema"), name="docs"),
+]

@@ -1,0 +1,240 @@
+"""The HTTP API: views orchestrate; validation is in serializers, work in connectors.jobs."""
+
+import json
+import time
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import permissions, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from connectors import audit, jobs
+from connectors.api.authentication import ApiKeyAuthentication, body_too_large, read_body
+from connectors.api.errors import ApiError
+from connectors.api.serializers import (
+    IdempotencyKeySerializer,
+    IntakeQuerySerializer,
+    JobRefSerializer,
+    JobSerializer,
+)
+from connectors.models import Connector, Job, WebhookReceipt
+
+WAIT_POLL_SECONDS = 0.1
+
+
+class HasApiKey(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return request.auth is not None
+
+
+class KeyAuthenticatedView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasApiKey]
+
+
+class RecordsView(KeyAuthenticatedView):
+    """Accept one record, or {"records": [...]}, for a connector."""
+
+    @extend_schema(
+        request={"application/json": {"type": "object"}},
+        parameters=[
+            OpenApiParameter("wait", int, description="Wait up to N seconds (max 30)."),
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+        ],
+        responses={202: JobRefSerializer(many=True), 200: JobSerializer(many=True)},
+    )
+    def post(self, request, slug: str):
+        connector = self.connector_for(request, slug)
+        query = IntakeQuerySerializer(data=request.query_params)
+        if not query.is_valid():
+            raise ApiError(400, "invalid_wait", "wait must be a whole number from 0 to 30.")
+        idempotency_key = request.headers.get("Idempotency-Key", "")
+        if not IdempotencyKeySerializer(data={"key": idempotency_key}).is_valid():
+            raise ApiError(
+                400,
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 200 printable ASCII characters.",
+            )
+        records, is_batch = parse_records(request)
+        submissions = [
+            jobs.Submission(
+                record=record,
+                idempotency_key=f"{idempotency_key}:{index}"
+                if idempotency_key and is_batch
+                else idempotency_key,
+                source_reference=f"webhook {getattr(request, 'webhook_id', '')}".strip(),
+            )
+            for index, record in enumerate(records)
+        ]
+        actor = audit.Actor.api_key(request.auth, request.META.get("REMOTE_ADDR"))
+        with transaction.atomic():
+            record_webhook_id(request)
+            try:
+                results = jobs.submit(connector, submissions, actor)
+            except jobs.RecordRejected as rejected:
+                raise rejection(rejected, is_batch) from None
+        created = [job for job, is_new in results]
+        wait = query.validated_data["wait"]
+        if wait and (finished := wait_for(created, wait)) is not None:
+            return Response({"jobs": JobSerializer(finished, many=True).data}, status.HTTP_200_OK)
+        refresh_statuses(created)
+        response = Response({"jobs": JobRefSerializer(created, many=True).data}, 202)
+        if not any(is_new for _, is_new in results):
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    def connector_for(self, request, slug: str) -> Connector:
+        api_key = request.auth
+        if api_key.connector.slug != slug:
+            if Connector.objects.filter(slug=slug).exists():
+                raise ApiError(
+                    403, "key_not_for_connector", "This API key belongs to another connector."
+                )
+            raise ApiError(404, "connector_not_found", f"No connector with slug '{slug}'.")
+        if not api_key.connector.is_enabled:
+            raise ApiError(
+                503,
+                "connector_disabled",
+                "This connector is disabled; nothing was accepted. Retry later.",
+            )
+        return api_key.connector
+
+
+def parse_records(request) -> tuple[list, bool]:
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > settings.INTAKE_MAX_BODY_BYTES:
+        raise body_too_large()
+    raw = read_body(request)
+    if not raw.strip():
+        raise ApiError(400, "empty_body", "The body is empty; send a JSON record.")
+    try:
+        body = json.loads(raw, parse_constant=reject_constant)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ApiError(400, "malformed_json", f"The body is not valid JSON: {error}") from None
+    if isinstance(body, dict) and set(body) == {"records"}:
+        body = body["records"]
+        if not isinstance(body, list):
+            raise ApiError(400, "invalid_body", '"records" must be a list of records.')
+    is_batch = isinstance(body, list)
+    records = body if is_batch else [body]
+    if not records:
+        raise ApiError(400, "invalid_body", '"records" is empty.')
+    limit = settings.INTAKE_MAX_BATCH
+    if len(records) > limit:
+        raise ApiError(
+            413,
+            "batch_too_large",
+            f"{len(records)} records in one request; at most {limit}.",
+            limit=limit,
+        )
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ApiError(
+                400,
+                "invalid_record",
+                f"Record {index} is a {json_type(record)}, not an object.",
+                index=index,
+            )
+    return records, is_batch
+
+
+def reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def json_type(value) -> str:
+    return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
+
+
+def record_webhook_id(request) -> None:
+    webhook_id = getattr(request, "webhook_id", None)
+    if not webhook_id:
+        return
+    try:
+        with transaction.atomic():
+            WebhookReceipt.objects.create(api_key=request.auth, webhook_id=webhook_id)
+    except IntegrityError:
+        raise ApiError(
+            409,
+            "webhook_replayed",
+            f"webhook-id '{webhook_id}' was already received with this key; it is not "
+            "accepted twice.",
+        ) from None
+
+
+def rejection(rejected: jobs.RecordRejected, is_batch: bool) -> ApiError:
+    error = rejected.error
+    where = f"Record {rejected.index}: " if is_batch else ""
+    extra = {"index": rejected.index}
+    if getattr(error, "field", None):
+        extra["field"] = error.field
+    code = "missing_field" if error.code == "mapping_error" else error.code
+    return ApiError(422, code, where + error.message + "; nothing was accepted.", **extra)
+
+
+def refresh_statuses(created: list[Job]) -> None:
+    """The enqueue ran on commit, after these objects were loaded: show the status it set."""
+    statuses = dict(
+        Job.objects.filter(id__in=[job.id for job in created]).values_list("id", "status")
+    )
+    for job in created:
+        job.status = statuses.get(job.id, job.status)
+
+
+def wait_for(created: list[Job], seconds: int) -> list[Job] | None:
+    """Poll the database until every job finished, or give up after `seconds`."""
+    ids = [job.id for job in created]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        finished = list(Job.objects.select_related("connector").filter(id__in=ids))
+        if all(job.is_finished for job in finished):
+            order = {job_id: index for index, job_id in enumerate(ids)}
+            return sorted(finished, key=lambda job: order[job.id])
+        time.sleep(WAIT_POLL_SECONDS)
+    return None
+
+
+class JobView(KeyAuthenticatedView):
+    """A job of the caller's connector; any other job is 'not found'."""
+
+    @extend_schema(responses=JobSerializer)
+    def get(self, request, job_id):
+        job = (
+            Job.objects.select_related("connector")
+            .filter(id=job_id, connector=request.auth.connector)
+            .first()
+        )
+        if job is None:
+            raise ApiError(404, "job_not_found", f"No job {job_id} for this key's connector.")
+        return Response(JobSerializer(job).data)
+
+
+class HealthView(APIView):
+    """Database, Redis, queue depth and live workers; 503 when a dependency is down."""
+
+    authentication_classes = []
+    permission_classes = []
+
+    @extend_schema(responses={200: dict, 503: dict})
+    def get(self, request):
+        body = {"database": check_database(), **check_queue()}
+        is_healthy = body["database"] == "ok" and body["redis"] == "ok"
+        body["status"] = "ok" if is_healthy else "degraded"
+        return Response(body, status.HTTP_200_OK if is_healthy else 503)
+
+
+def check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as error:  # any driver error means unhealthy
+        return f"error: {type(error).__name__}"
+    return "ok"
+
+
+def check_queue() -> dict:
+    return jobs.queue_stats()

@@ -1,0 +1,204 @@
+"""The tamper-evident audit trail: record(...) appends, verify() proves nothing was changed.
+
+Each event's hash is an HMAC (key from the environment, not the database) over its content and the
+previous event's hash. Whoever can write the table cannot recompute the chain; cutting off the
+newest events is caught by comparing with a checkpoint exported earlier (`audit_checkpoint`).
+Called explicitly from the code paths that change things, never from model signals.
+"""
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from connectors import crypto
+from connectors.models import AuditChainHead, AuditEvent
+
+GENESIS_HASH = "0" * 64
+SECRET_MARK = "••••••"
+
+
+@dataclass(frozen=True)
+class Actor:
+    type: str
+    name: str
+    ip_address: str | None = None
+
+    @classmethod
+    def system(cls, name: str = "system") -> "Actor":
+        return cls(AuditEvent.ActorType.SYSTEM, name)
+
+    @classmethod
+    def user(cls, user, ip_address: str | None = None) -> "Actor":
+        return cls(AuditEvent.ActorType.USER, user.get_username(), ip_address)
+
+    @classmethod
+    def api_key(cls, api_key, ip_address: str | None = None) -> "Actor":
+        return cls(AuditEvent.ActorType.API_KEY, f"{api_key.prefix}…", ip_address)
+
+
+@dataclass
+class Entry:
+    """One event to append."""
+
+    action: str
+    actor: Actor
+    object_type: str = ""
+    object_id: str = ""
+    object_repr: str = ""
+    connector: str = ""
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+def entry_for(action: str, actor: Actor, obj=None, *, connector: str = "", changes=None) -> Entry:
+    object_type = obj._meta.model_name if obj is not None else ""
+    return Entry(
+        action=action,
+        actor=actor,
+        object_type=object_type,
+        object_id=str(obj.pk) if obj is not None else "",
+        object_repr=str(obj)[:300] if obj is not None else "",
+        connector=connector,
+        changes=changes or {},
+    )
+
+
+def record(action: str, actor: Actor, obj=None, *, connector: str = "", changes=None) -> None:
+    record_many([entry_for(action, actor, obj, connector=connector, changes=changes)])
+
+
+def record_many(entries: Iterable[Entry]) -> None:
+    """Append events in one transaction, holding the chain head's lock."""
+    entries = list(entries)
+    if not entries:
+        return
+    with transaction.atomic():
+        head = locked_head()
+        now = timezone.now()
+        events = []
+        for entry in entries:
+            event = AuditEvent(
+                sequence=head.sequence + 1,
+                created_at=now,
+                actor_type=entry.actor.type,
+                actor=entry.actor.name[:200],
+                action=entry.action,
+                object_type=entry.object_type,
+                object_id=entry.object_id,
+                object_repr=entry.object_repr,
+                connector=entry.connector,
+                changes=_json_safe(entry.changes),
+                ip_address=entry.actor.ip_address,
+                previous_hash=head.hash,
+            )
+            event.hash = compute_hash(event)
+            head.sequence, head.hash = event.sequence, event.hash
+            events.append(event)
+        AuditEvent.objects.bulk_create(events)
+        head.save(update_fields=["sequence", "hash"])
+
+
+def locked_head() -> AuditChainHead:
+    """The chain head, locked; created on first use (a data migration creates it too)."""
+    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:
+        AuditChainHead.objects.bulk_create([AuditChainHead(pk=1)], ignore_conflicts=True)
+        head = AuditChainHead.objects.select_for_update().get(pk=1)
+    return head
+
+
+def compute_hash(event: AuditEvent) -> str:
+    content = {
+        "sequence": event.sequence,
+        "created_at": event.created_at.isoformat(timespec="microseconds"),
+        "actor_type": event.actor_type,
+        "actor": event.actor,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "object_repr": event.object_repr,
+        "connector": event.connector,
+        "changes": event.changes,
+        "ip_address": event.ip_address,
+        "previous_hash": event.previous_hash,
+    }
+    message = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return crypto.audit_mac(message.encode())
+
+
+def _json_safe(value: Any) -> Any:
+    """Round-trip through JSON so the stored value hashes the same after it is read back."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def diff(before: dict[str, Any], after: dict[str, Any], secret_fields: Iterable[str] = ()):
+    """Field-level changes {field: [old, new]}, secret fields shown only as changed."""
+    secret_fields = set(secret_fields)
+    changes = {}
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        changes[name] = [SECRET_MARK, SECRET_MARK] if name in secret_fields else [old, new]
+    return _json_safe(changes)
+
+
+@dataclass(frozen=True)
+class Verification:
+    is_valid: bool
+    checked: int
+    head_sequence: int
+    broken_sequence: int | None = None
+    reason: str = ""
+
+
+def verify(checkpoint: dict | None = None) -> Verification:
+    """Walk the chain in order; name the first event that breaks it."""
+    expected_sequence, expected_previous, checked = 1, GENESIS_HASH, 0
+    events = AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000)
+    hashes_at_checkpoint = None
+    for event in events:
+        if event.sequence != expected_sequence:
+            problem = "missing" if event.sequence > expected_sequence else "duplicated"
+            return _broken(checked, expected_sequence, f"event #{expected_sequence} is {problem}")
+        if event.previous_hash != expected_previous:
+            return _broken(checked, event.sequence, "its previous hash does not match the chain")
+        if event.hash != compute_hash(event):
+            return _broken(checked, event.sequence, "its content does not match its hash")
+        if checkpoint and event.sequence == checkpoint["sequence"]:
+            hashes_at_checkpoint = event.hash
+        expected_previous, expected_sequence, checked = event.hash, event.sequence + 1, checked + 1
+    head_sequence = expected_sequence - 1
+    head = AuditChainHead.objects.filter(pk=1).first()
+    if head and (head.sequence, head.hash) != (head_sequence, expected_previous):
+        return _broken(
+            checked,
+            head_sequence + 1,
+            f"the chain ends at #{head_sequence} but the head says "
+            f"#{head.sequence}: newest events were removed or the head was edited",
+        )
+    if checkpoint:
+        if head_sequence < checkpoint["sequence"]:
+            return _broken(
+                checked,
+                head_sequence + 1,
+                f"the checkpoint names event #{checkpoint['sequence']} but the chain ends at "
+                f"#{head_sequence}: newest events were removed",
+            )
+        if hashes_at_checkpoint != checkpoint["hash"]:
+            return _broken(
+                checked, checkpoint["sequence"], "its hash differs from the exported checkpoint"
+            )
+    return Verification(True, checked, head_sequence)
+
+
+def _broken(checked: int, sequence: int, reason: str) -> Verification:
+    return Verification(False, checked, checked, sequence, reason)
+
+
+def current_checkpoint() -> dict:
+    head = AuditChainHead.objects.filter(pk=1).first() or AuditChainHead()
+    return {"sequence": head.sequence, "hash": head.hash, "at": timezone.now().isoformat()}

@@ -1,0 +1,257 @@
+"""Streaming readers and writers for CSV, JSON Lines, JSON arrays and XML.
+
+Readers yield one `Row` at a time (memory stays flat on a gigabyte file); a row that cannot be
+parsed comes back as a Row with an error and its line number, never silently dropped. XML goes
+through defusedxml: entity declarations and external entities are refused.
+"""
+
+import csv
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+from xml.etree.ElementTree import Element, SubElement, tostring
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError, iterparse
+
+FORMATS = ("csv", "jsonl", "json", "xml")
+SURROGATE = re.compile(r"[\udc80-\udcff]")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class UnreadableFile(Exception):
+    """The file as a whole cannot be read (XML that is not well-formed, a refused entity…)."""
+
+
+@dataclass
+class Row:
+    number: int  # 1-based record number in the file
+    line: int | None
+    record: Any = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    kind: str = "csv"
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    header: bool = True
+    record_element: str = "record"
+
+    @classmethod
+    def from_config(cls, config: dict) -> "FileFormat":
+        return cls(
+            kind=config.get("format", "csv"),
+            delimiter=config.get("delimiter", ","),
+            encoding=config.get("encoding", "utf-8"),
+            header=config.get("header", True),
+            record_element=config.get("record_element", "record"),
+        )
+
+
+def read_rows(path: Path, fmt: FileFormat, *, limit_bytes: int | None = None) -> Iterator[Row]:
+    readers = {"csv": read_csv, "jsonl": read_jsonl, "json": read_json_array, "xml": read_xml}
+    return readers[fmt.kind](path, fmt, limit_bytes)
+
+
+def _bounded_lines(handle, limit_bytes: int | None):
+    """Lines of a binary file up to limit_bytes (what was there when the file was claimed)."""
+    read = 0
+    for line in handle:
+        if limit_bytes is not None and read >= limit_bytes:
+            return
+        if limit_bytes is not None and read + len(line) > limit_bytes:
+            line = line[: limit_bytes - read]
+        read += len(line)
+        yield line
+
+
+def read_csv(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[Row]:
+    with path.open("rb") as raw:
+        text = (
+            line.decode(fmt.encoding, errors="surrogateescape")
+            for line in _bounded_lines(raw, limit_bytes)
+        )
+        reader = csv.reader(text, delimiter=fmt.delimiter)
+        header = None
+        number = 0
+        try:
+            for fields in reader:
+                if header is None and fmt.header:
+                    header = [SURROGATE.sub("?", name).strip() for name in fields]
+                    continue
+                if not fields:
+                    continue
+                number += 1
+                line = reader.line_num
+                if any(SURROGATE.search(field) for field in fields):
+                    yield Row(number, line, error=f"cannot be decoded as {fmt.encoding}")
+                elif header is None:
+                    yield Row(
+                        number, line, record={f"column{i + 1}": v for i, v in enumerate(fields)}
+                    )
+                elif len(fields) != len(header):
+                    yield Row(
+                        number, line, error=f"expected {len(header)} fields, found {len(fields)}"
+                    )
+                else:
+                    yield Row(number, line, record=dict(zip(header, fields, strict=True)))
+        except csv.Error as error:
+            yield Row(number + 1, reader.line_num, error=f"CSV error: {error}")
+
+
+def read_jsonl(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[Row]:
+    number = 0
+    with path.open("rb") as raw:
+        for line_number, line in enumerate(_bounded_lines(raw, limit_bytes), start=1):
+            if not line.strip():
+                continue
+            number += 1
+            try:
+                value = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield Row(number, line_number, error="cannot be decoded as utf-8")
+                continue
+            except json.JSONDecodeError as error:
+                yield Row(number, line_number, error=f"not valid JSON: {error.msg}")
+                continue
+            if not isinstance(value, dict):
+                yield Row(number, line_number, error="each line must be a JSON object")
+            else:
+                yield Row(number, line_number, record=value)
+
+
+def read_json_array(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[Row]:
+    """A JSON array of objects, decoded one element at a time from a sliding buffer."""
+    decoder = json.JSONDecoder()
+    buffer, position, number, started = "", 0, 0, False
+    with path.open("r", encoding="utf-8", errors="strict") as handle:
+        consumed = 0
+
+        def more() -> bool:
+            nonlocal buffer, position, consumed
+            if limit_bytes is not None and consumed >= limit_bytes:
+                return False
+            chunk = handle.read(1 << 16)
+            if not chunk:
+                return False
+            consumed += len(chunk.encode("utf-8"))
+            buffer, position = buffer[position:] + chunk, 0
+            return True
+
+        try:
+            more()
+            while True:
+                while position < len(buffer) and buffer[position] in " \t\r\n,":
+                    position += 1
+                if position >= len(buffer):
+                    if not more():
+                        raise UnreadableFile("the JSON array is not closed")
+                    continue
+                if not started:
+                    if buffer[position] != "[":
+                        raise UnreadableFile("a JSON file must hold an array of objects")
+                    started, position = True, position + 1
+                    continue
+                if buffer[position] == "]":
+                    return
+                try:
+                    value, end = decoder.raw_decode(buffer, position)
+                except json.JSONDecodeError:
+                    if more():
+                        continue
+                    raise UnreadableFile(f"element {number + 1} is not valid JSON") from None
+                number += 1
+                position = end
+                if isinstance(value, dict):
+                    yield Row(number, None, record=value)
+                else:
+                    yield Row(number, None, error="each element must be a JSON object")
+        except UnicodeDecodeError:
+            raise UnreadableFile("the file cannot be decoded as utf-8") from None
+
+
+def read_xml(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[Row]:
+    number = 0
+    try:
+        events = iterparse(str(path), events=("start", "end"), forbid_dtd=True)
+        root = None
+        for event, element in events:
+            if root is None:
+                root = element
+            if event != "end" or element.tag != fmt.record_element:
+                continue
+            number += 1
+            record = dict(element.attrib)
+            for child in element:
+                record[child.tag] = child.text if len(child) == 0 else _element_dict(child)
+            yield Row(number, None, record=record)
+            root.clear()  # keep memory flat: drop the records already read
+    except DefusedXmlException as error:
+        raise UnreadableFile(
+            f"refused: {type(error).__name__} (DTDs and entities are not allowed)"
+        ) from None
+    except ParseError as error:
+        raise UnreadableFile(f"not well-formed XML: {error}") from None
+
+
+def _element_dict(element) -> dict:
+    return {child.tag: child.text if len(child) == 0 else _element_dict(child) for child in element}
+
+
+# --- Writers -------------------------------------------------------------------------------
+
+
+def safe_cell(value: Any) -> str:
+    """AI text in a spreadsheet cell must not run as a formula."""
+    text = "" if value is None else value if isinstance(value, str) else json.dumps(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+class Writer:
+    """Writes original records with the AI columns added, in the input's format."""
+
+    def __init__(self, handle: TextIO, fmt: FileFormat, ai_columns: list[str]) -> None:
+        self.handle, self.fmt, self.ai_columns = handle, fmt, [*ai_columns, "ai_error"]
+        self.count = 0
+        self.csv = None
+
+    def write(self, record: dict, ai_values: dict) -> None:
+        values = {name: ai_values.get(name) for name in self.ai_columns}
+        if self.fmt.kind == "csv":
+            if self.csv is None:
+                self.csv = csv.writer(self.handle, delimiter=self.fmt.delimiter)
+                if self.fmt.header:
+                    self.csv.writerow([*record, *self.ai_columns])
+            self.csv.writerow([*record.values(), *(safe_cell(v) for v in values.values())])
+        elif self.fmt.kind == "jsonl":
+            self.handle.write(json.dumps({**record, **values}, ensure_ascii=False) + "\n")
+        elif self.fmt.kind == "json":
+            self.handle.write("[\n" if self.count == 0 else ",\n")
+            self.handle.write(json.dumps({**record, **values}, ensure_ascii=False))
+        else:
+            if self.count == 0:
+                self.handle.write("<?xml version='1.0' encoding='utf-8'?>\n<results>\n")
+            element = Element(self.fmt.record_element)
+            for name, value in {**record, **values}.items():
+                SubElement(element, name).text = safe_xml_text(value)
+            self.handle.write(tostring(element, encoding="unicode") + "\n")
+        self.count += 1
+
+    def close(self) -> None:
+        if self.fmt.kind == "json":
+            self.handle.write("[]\n" if self.count == 0 else "\n]\n")
+        elif self.fmt.kind == "xml":
+            if self.count == 0:
+                self.handle.write("<?xml version='1.0' encoding='utf-8'?>\n<results>\n")
+            self.handle.write("</results>\n")
+
+
+def safe_xml_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value)

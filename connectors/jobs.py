@@ -1,0 +1,269 @@
+"""The RQ boundary: records become job rows, rows are enqueued after commit, RQ runs batches.
+
+The database is the source of truth and Redis is transport: a job row is committed as `pending`
+first and enqueued on commit. If Redis is down or the process dies in between, the reconciler
+(run by the scheduler every few seconds) finds the row and enqueues it.
+"""
+
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.job import Job as RQJob
+from rq.job import JobStatus
+
+from connectors import audit, broker, crypto, lifecycle, pipeline
+from connectors.errors import PipelineError
+from connectors.models import Connector, Job
+
+logger = logging.getLogger(__name__)
+Status = Job.Status
+RQ_JOB_TIMEOUT = 60 * 60  # a batch is bounded by provider timeouts; leases recover the rest
+LIVE_RQ_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+
+
+def get_queue() -> Queue:
+    return Queue(settings.RQ_QUEUE_NAME, connection=broker.get_redis())
+
+
+# --- Intake --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submission:
+    record: Any
+    idempotency_key: str = ""
+    source_reference: str = ""
+    source_metadata: dict = field(default_factory=dict)
+    source_file_id: int | None = None
+
+
+class RecordRejected(Exception):
+    """Record number `index` of a submission cannot be accepted; nothing was stored."""
+
+    def __init__(self, index: int, error: PipelineError) -> None:
+        super().__init__(error.message)
+        self.index = index
+        self.error = error
+
+
+def submit(
+    connector: Connector,
+    submissions: Sequence[Submission],
+    actor: audit.Actor,
+    *,
+    rejected: list[RecordRejected] | None = None,
+) -> list[tuple[Job, bool]]:
+    """Turn records into committed job rows (one transaction); enqueue the new ones on commit.
+
+    Returns (job, created) in submission order; an idempotency key seen before returns the
+    existing job with created=False. A record that cannot be accepted raises RecordRejected
+    before anything is stored, unless `rejected` is given: then it is appended there and skipped
+    (file and database sources report such rows instead of refusing the whole batch).
+    """
+    plan = pipeline.load_intake_plan(connector)
+    prepared, accepted = [], []
+    for index, submission in enumerate(submissions):
+        try:
+            prepared.append(pipeline.prepare(plan, submission.record))
+        except PipelineError as error:
+            if rejected is None:
+                raise RecordRejected(index, error) from error
+            rejected.append(RecordRejected(index, error))
+            continue
+        accepted.append(submission)
+    submissions = accepted
+    keys = [s.idempotency_key or str(uuid.uuid4()) for s in submissions]
+    candidates = [
+        Job(
+            id=uuid.uuid4(),
+            connector=connector,
+            idempotency_key=key,
+            source_reference=submission.source_reference[:500],
+            source_metadata=submission.source_metadata,
+            source_file_id=submission.source_file_id,
+            input_data=record.input_data,
+            redaction_hits=record.redaction_hits,
+            encrypted_tokens=crypto.encrypt(json.dumps(record.tokens)) if record.tokens else "",
+            prompt=record.prompt,
+            provider_name=connector.provider.name,
+        )
+        for key, submission, record in zip(keys, submissions, prepared, strict=True)
+    ]
+    new_ids = {job.id for job in candidates}
+    with transaction.atomic():
+        Job.objects.bulk_create(candidates, ignore_conflicts=True, batch_size=500)
+        by_key = {}
+        for chunk in batched(keys, 500):
+            for job in Job.objects.filter(connector=connector, idempotency_key__in=chunk):
+                job.connector = connector  # str(job) in the audit entry needs it: no query each
+                by_key[job.idempotency_key] = job
+        results = [(by_key[key], by_key[key].id in new_ids) for key in keys]
+        created = [job for job, is_new in results if is_new]
+        audit.record_many(
+            audit.entry_for(
+                "job.created",
+                actor,
+                job,
+                connector=connector.slug,
+                changes={"source_reference": job.source_reference} if job.source_reference else {},
+            )
+            for job in created
+        )
+        if created:
+            ids = [str(job.id) for job in created]
+            transaction.on_commit(lambda: enqueue(ids))
+    return results
+
+
+# --- Enqueue and run -----------------------------------------------------------------------
+
+
+def enqueue(job_ids: Sequence[str]) -> int:
+    """Put jobs on the RQ queue in batches of their connector's batch_size; mark them queued.
+
+    Never raises on a Redis failure: the rows stay pending/failed and the reconciler retries.
+    """
+    rows = Job.objects.filter(id__in=job_ids).values_list(
+        "id", "connector_id", "connector__batch_size"
+    )
+    by_connector: dict[int, list[str]] = {}
+    sizes = {}
+    for job_id, connector_id, batch_size in rows:
+        by_connector.setdefault(connector_id, []).append(str(job_id))
+        sizes[connector_id] = batch_size
+    batches = [
+        list(chunk)
+        for connector_id, ids in by_connector.items()
+        for chunk in batched(ids, sizes[connector_id])
+    ]
+    if not batches:
+        return 0
+    queue = get_queue()
+    try:
+        queue.enqueue_many(
+            [
+                Queue.prepare_data(
+                    run_batch,
+                    args=(chunk,),
+                    job_id=rq_job_id(chunk),
+                    timeout=RQ_JOB_TIMEOUT,
+                    result_ttl=0,
+                    failure_ttl=24 * 3600,
+                )
+                for chunk in batches
+            ]
+        )
+    except RedisError as error:
+        logger.warning(
+            "Redis unavailable (%s); %d jobs wait for the reconciler",
+            type(error).__name__,
+            len(job_ids),
+        )
+        return 0
+    now = timezone.now()
+    for chunk in batches:
+        Job.objects.filter(id__in=chunk, status__in=[Status.PENDING, Status.FAILED]).update(
+            status=Status.QUEUED, enqueued_at=now, rq_job_id=rq_job_id(chunk)
+        )
+    return sum(len(chunk) for chunk in batches)
+
+
+def batched(items: Sequence, size: int) -> list[Sequence]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def rq_job_id(chunk: Sequence[str]) -> str:
+    return f"interlock-{chunk[0]}"
+
+
+def run_batch(job_ids: list[str]) -> None:
+    """The RQ entry point: ids in, everything else from the database."""
+    release_stale_connections()
+    try:
+        pipeline.run_batch(job_ids, worker=worker_name())
+    finally:
+        release_stale_connections()
+
+
+def queue_stats() -> dict:
+    """Queue depth and live workers, or the Redis error that prevents knowing them."""
+    from rq import Worker
+
+    try:
+        queue = get_queue()
+        return {
+            "redis": "ok",
+            "queue_depth": queue.count,
+            "workers": Worker.count(connection=queue.connection),
+        }
+    except RedisError as error:
+        return {"redis": f"error: {type(error).__name__}", "queue_depth": None, "workers": None}
+
+
+def release_stale_connections() -> None:
+    """A long-lived worker must drop broken connections; never inside a transaction (tests)."""
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- Reconciler ----------------------------------------------------------------------------
+
+
+def reconcile() -> dict[str, int]:
+    """Enqueue what Redis lost or never got; recover jobs of dead workers. Idempotent."""
+    now = timezone.now()
+    counts = {}
+    counts["lost"], dead = lifecycle.recover_lost(now)
+    if dead:
+        pipeline.report_dead(dead)
+    grace = now - timedelta(seconds=settings.JOB_PENDING_GRACE_SECONDS)
+    due = list(
+        Job.objects.filter(
+            Q(status=Status.PENDING, created_at__lt=grace)
+            | Q(status=Status.FAILED, next_attempt_at__lte=now)
+        ).values_list("id", flat=True)[:5000]
+    )
+    counts["stale_queued"] = len(stale_queued := find_stale_queued(now))
+    counts["enqueued"] = enqueue([str(job_id) for job_id in due] + stale_queued)
+    return counts
+
+
+def find_stale_queued(now) -> list[str]:
+    """Queued jobs whose RQ job is gone (Redis flushed or restarted without persistence)."""
+    cutoff = now - timedelta(seconds=settings.JOB_STALE_QUEUED_SECONDS)
+    rows = list(
+        Job.objects.filter(status=Status.QUEUED, enqueued_at__lt=cutoff).values_list(
+            "id", "rq_job_id"
+        )[:5000]
+    )
+    if not rows:
+        return []
+    rq_ids = sorted({rq_id for _, rq_id in rows if rq_id})
+    try:
+        alive = {
+            rq_job.id
+            for rq_job in RQJob.fetch_many(rq_ids, connection=broker.get_redis())
+            if rq_job is not None and rq_job.get_status(refresh=False) in LIVE_RQ_STATES
+        }
+    except RedisError:
+        return []
+    stale = [str(job_id) for job_id, rq_id in rows if rq_id not in alive]
+    Job.objects.filter(id__in=stale, status=Status.QUEUED).update(status=Status.PENDING)
+    return stale

@@ -1,0 +1,63 @@
+"""The legacy database, through SQLAlchemy Core: engines, reflection, quoting; never SQL strings.
+
+Table and column names come from the admin; they are checked against the database's real schema
+(reflection) and always used through Table/Column objects, so they are quoted by the dialect.
+"""
+
+import json
+from functools import cache
+from typing import Any
+
+import sqlalchemy as sa
+
+SKIP_LOCKED_DIALECTS = {"postgresql", "mysql", "mariadb", "oracle"}
+DRIVERS = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+}
+
+
+def normalise_url(url: str) -> str:
+    """Accept the common short schemes (postgres://, mysql://) and pick the installed driver."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        raise ValueError("the database URL must look like dialect://user:password@host/name")
+    return f"{DRIVERS.get(scheme, scheme)}://{rest}"
+
+
+@cache
+def engine_for(url: str) -> sa.Engine:
+    try:
+        return sa.create_engine(normalise_url(url), pool_pre_ping=True)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as error:
+        raise ValueError(f"cannot use this database URL: {type(error).__name__}") from None
+
+
+def reflect(engine: sa.Engine, table_name: str, columns: list[str]) -> sa.Table:
+    """The table as the database describes it; ValueError naming what does not exist."""
+    try:
+        table = sa.Table(table_name, sa.MetaData(), autoload_with=engine)
+    except sa.exc.NoSuchTableError:
+        raise ValueError(f"the database has no table {table_name!r}") from None
+    missing = [name for name in columns if name and name not in table.c]
+    if missing:
+        raise ValueError(f"table {table_name!r} has no column {', '.join(map(repr, missing))}")
+    return table
+
+
+def supports_skip_locked(engine: sa.Engine) -> bool:
+    return engine.dialect.name in SKIP_LOCKED_DIALECTS
+
+
+def json_safe(value: Any) -> Any:
+    """Row values (Decimal, datetime, bytes…) as JSON values."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def describe_error(error: Exception) -> str:
+    """A driver error without its parameters (they may hold data) or the URL (a password)."""
+    if isinstance(error, sa.exc.DBAPIError):
+        return f"{type(error.orig).__name__}: {str(error.orig).splitlines()[0][:200]}"
+    return f"{type(error).__name__}"

@@ -1,0 +1,272 @@
+"""Job state transitions, each in one transaction with its attempt row and audit event.
+
+    pending/queued --claim--> running --finish--> succeeded | failed (retry later) | dead
+    running (lease expired: the worker died) --recover--> failed (retry now) | dead
+    dead/failed --retry (admin)--> pending;  pending/queued/failed --cancel--> cancelled
+
+Claims and finishes are conditional on the current state, so a job run twice (an RQ job
+enqueued twice, a worker presumed dead that was only slow) is recorded once.
+"""
+
+import random
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from connectors import audit
+from connectors.models import Job, JobAttempt
+
+Status = Job.Status
+SYSTEM = audit.Actor.system("worker")
+
+
+def claimable(now) -> Q:
+    return (
+        Q(status__in=[Status.PENDING, Status.QUEUED])
+        | Q(status=Status.FAILED, next_attempt_at__lte=now)
+        | Q(status=Status.FAILED, next_attempt_at__isnull=True)
+    )
+
+
+def lease_until(now):
+    return now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+
+
+def claim(job_ids: list[str], *, worker: str = "") -> list[Job]:
+    """Take the claimable jobs among job_ids: running, attempts + 1, a lease, an attempt row."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(claimable(now), id__in=job_ids)
+            .values("id", "created_at", "enqueued_at", "next_attempt_at")
+        )
+        if not rows:
+            return []
+        ids = [row["id"] for row in rows]
+        Job.objects.filter(id__in=ids).update(
+            status=Status.RUNNING,
+            attempts=F("attempts") + 1,
+            lease_expires_at=lease_until(now),
+            started_at=now,
+            next_attempt_at=None,
+        )
+        waited_since = {
+            row["id"]: row["next_attempt_at"] or row["enqueued_at"] or row["created_at"]
+            for row in rows
+        }
+        jobs = list(
+            Job.objects.select_related("connector__provider__credential").filter(id__in=ids)
+        )
+        JobAttempt.objects.bulk_create(
+            JobAttempt(
+                job=job,
+                number=job.attempts,
+                started_at=now,
+                worker=worker,
+                queue_wait_ms=max(0, int((now - waited_since[job.id]).total_seconds() * 1000)),
+            )
+            for job in jobs
+        )
+        audit.record_many(
+            audit.entry_for(
+                "job.started",
+                SYSTEM,
+                job,
+                connector=job.connector.slug,
+                changes={"attempt": job.attempts, "worker": worker},
+            )
+            for job in jobs
+        )
+    return jobs
+
+
+def extend_leases(job_ids: list[str]) -> None:
+    """Heartbeat: the worker is alive, keep its jobs."""
+    now = timezone.now()
+    Job.objects.filter(id__in=job_ids, status=Status.RUNNING).update(
+        lease_expires_at=lease_until(now)
+    )
+
+
+def finish(job: Job, outcome) -> bool:
+    """Record an attempt's outcome; False if the job was taken from this worker meanwhile."""
+    return finish_many([(job, outcome)]) == 1
+
+
+def finish_many(results: list) -> int:
+    """Record several outcomes in one transaction (one commit for a burst of fast answers)."""
+    now = timezone.now()
+    entries = []
+    with transaction.atomic():
+        for job, outcome in results:
+            status, action, fields = _transition(job, outcome, now)
+            updated = Job.objects.filter(
+                id=job.id, status=Status.RUNNING, attempts=job.attempts
+            ).update(status=status, **fields)
+            if not updated:
+                continue  # a reconciler gave this job to another worker meanwhile
+            error = outcome.error
+            JobAttempt.objects.filter(job=job, number=job.attempts).update(
+                outcome=JobAttempt.Outcome.SUCCEEDED
+                if error is None
+                else JobAttempt.Outcome.FAILED,
+                finished_at=now,
+                ai_ms=outcome.ai_ms,
+                write_ms=outcome.write_ms,
+                error_code=error.code if error else "",
+                error_message=error.message[:2000] if error else "",
+            )
+            changes = {"attempt": job.attempts}
+            if error is not None:
+                changes |= {"error": error.code, "permanent": error.permanent}
+            entries.append(
+                audit.entry_for(action, SYSTEM, job, connector=job.connector.slug, changes=changes)
+            )
+        audit.record_many(entries)
+    return len(entries)
+
+
+def _transition(job: Job, outcome, now) -> tuple[str, str, dict]:
+    """The new status, its audit action and the fields to store for one outcome."""
+    error = outcome.error
+    fields = {
+        "lease_expires_at": None,
+        "provider_name": job.connector.provider.name,
+        "token_report": outcome.token_report,
+        "write_outcome": _write_outcome(outcome),
+        "write_ms": outcome.write_ms,
+    }
+    if outcome.output is not None or outcome.ai_output:
+        provider = job.connector.provider
+        fields |= {
+            "ai_output": outcome.ai_output,
+            "repair_prompt": outcome.repair_prompt,
+            "model": outcome.model,
+            "output": outcome.output,
+            "result": outcome.result,
+            "tokens_in": F("tokens_in") + outcome.tokens_in,
+            "tokens_out": F("tokens_out") + outcome.tokens_out,
+            "cost": F("cost") + provider.cost(outcome.tokens_in, outcome.tokens_out),
+            "ai_ms": outcome.ai_ms,
+        }
+    if error is None:
+        fields |= {
+            "finished_at": now,
+            "encrypted_tokens": "",
+            "error_code": "",
+            "error_message": "",
+            "error_traceback": "",
+        }
+        return Status.SUCCEEDED, "job.succeeded", fields
+    used = job.attempts - job.attempts_before_retry
+    exhausted = error.permanent or used >= job.connector.max_attempts
+    fields |= {
+        "error_code": error.code,
+        "error_message": error.message[:2000],
+        "error_traceback": outcome.traceback,
+        "finished_at": now if exhausted else None,
+        "next_attempt_at": None if exhausted else now + retry_delay(used, error.retry_after),
+    }
+    if exhausted:
+        return Status.DEAD, "job.dead", fields
+    return Status.FAILED, "job.failed", fields
+
+
+def _write_outcome(outcome) -> dict:
+    if outcome.write is None:
+        return {}
+    return {
+        "target": outcome.write.target,
+        "status": outcome.write.status,
+        "detail": outcome.write.detail,
+    }
+
+
+def retry_delay(attempts_used: int, retry_after: float | None) -> timedelta:
+    """Exponential backoff with jitter; never sooner than the provider's Retry-After."""
+    base = min(settings.RETRY_MAX_SECONDS, settings.RETRY_BASE_SECONDS * 2 ** (attempts_used - 1))
+    delay = base * random.uniform(0.5, 1.5)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return timedelta(seconds=delay)
+
+
+def recover_lost(now=None) -> tuple[int, list[str]]:
+    """Jobs whose worker died (lease expired): retry now, or dead if that was the last attempt.
+    Returns how many were recovered and the ids of those that are now dead."""
+    now = now or timezone.now()
+    recovered, dead = 0, []
+    with transaction.atomic():
+        lost = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .select_related("connector")
+            .filter(status=Status.RUNNING, lease_expires_at__lt=now)[:500]
+        )
+        for job in lost:
+            exhausted = job.attempts - job.attempts_before_retry >= job.connector.max_attempts
+            message = "the worker stopped before finishing (lease expired)"
+            Job.objects.filter(id=job.id, status=Status.RUNNING).update(
+                status=Status.DEAD if exhausted else Status.FAILED,
+                lease_expires_at=None,
+                next_attempt_at=None if exhausted else now,
+                finished_at=now if exhausted else None,
+                error_code="worker_lost",
+                error_message=message,
+            )
+            JobAttempt.objects.filter(job=job, outcome=JobAttempt.Outcome.RUNNING).update(
+                outcome=JobAttempt.Outcome.LOST,
+                finished_at=now,
+                error_code="worker_lost",
+                error_message=message,
+            )
+            audit.record(
+                "job.dead" if exhausted else "job.lost",
+                audit.Actor.system("reconciler"),
+                job,
+                connector=job.connector.slug,
+                changes={"attempt": job.attempts},
+            )
+            recovered += 1
+            if exhausted:
+                dead.append(str(job.id))
+    return recovered, dead
+
+
+def retry(jobs, actor: audit.Actor) -> list[str]:
+    """Give failed, dead or cancelled jobs a fresh round of attempts (from the admin)."""
+    retried = []
+    with transaction.atomic():
+        for job in jobs:
+            updated = Job.objects.filter(
+                id=job.id, status__in=[Status.FAILED, Status.DEAD, Status.CANCELLED]
+            ).update(
+                status=Status.PENDING,
+                attempts_before_retry=F("attempts"),
+                next_attempt_at=None,
+                finished_at=None,
+                error_code="",
+                error_message="",
+                error_traceback="",
+            )
+            if updated:
+                audit.record("job.retried", actor, job, connector=job.connector.slug)
+                retried.append(str(job.id))
+    return retried
+
+
+def cancel(jobs, actor: audit.Actor) -> int:
+    """Cancel jobs that are not running; a running job finishes its attempt first."""
+    cancelled = 0
+    with transaction.atomic():
+        for job in jobs:
+            updated = Job.objects.filter(
+                id=job.id, status__in=[Status.PENDING, Status.QUEUED, Status.FAILED]
+            ).update(status=Status.CANCELLED, finished_at=timezone.now(), encrypted_tokens="")
+            if updated:
+                audit.record("job.cancelled", actor, job, connector=job.connector.slug)
+                cancelled += 1
+    return cancelled

@@ -1,0 +1,73 @@
+"""Prometheus metrics at /metrics, computed from the database on each scrape (every process
+answers the same), protected by METRICS_TOKEN or a staff session that may view jobs."""
+
+import hmac
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from connectors import dashboard, jobs
+
+
+class JobCollector:
+    def collect(self):
+        by_status = GaugeMetricFamily(
+            "interlock_jobs", "Jobs by connector and status.", labels=["connector", "status"]
+        )
+        for (connector, status), count in sorted(dashboard.status_counts().items()):
+            by_status.add_metric([connector, status], count)
+        yield by_status
+        queue = jobs.queue_stats()
+        yield GaugeMetricFamily(
+            "interlock_queue_depth", "RQ jobs waiting.", value=queue["queue_depth"] or 0
+        )
+        yield GaugeMetricFamily(
+            "interlock_workers", "Live RQ workers.", value=queue["workers"] or 0
+        )
+        yield GaugeMetricFamily(
+            "interlock_redis_up", "1 if Redis answers.", value=1 if queue["redis"] == "ok" else 0
+        )
+        board = dashboard.build("hour")
+        for name, help_text, p50, p95 in (
+            (
+                "interlock_ai_latency_seconds",
+                "AI call latency, last hour.",
+                board.ai_p50,
+                board.ai_p95,
+            ),
+            (
+                "interlock_job_latency_seconds",
+                "Record accepted to job finished, last hour.",
+                board.total_p50,
+                board.total_p95,
+            ),
+        ):
+            family = GaugeMetricFamily(name, help_text, labels=["quantile"])
+            for quantile, value in (("0.5", p50), ("0.95", p95)):
+                if value is not None:
+                    family.add_metric([quantile], value / 1000)
+            yield family
+
+
+def is_allowed(request) -> bool:
+    token = settings.METRICS_TOKEN
+    presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if token and presented and hmac.compare_digest(presented, token):
+        return True
+    return request.user.is_authenticated and request.user.has_perm("connectors.view_job")
+
+
+def metrics_view(request):
+    if not is_allowed(request):
+        return JsonResponse(
+            {
+                "code": "not_authenticated",
+                "detail": "Metrics need Authorization: Bearer <METRICS_TOKEN> or a staff login.",
+            },
+            status=401,
+        )
+    registry = CollectorRegistry()
+    registry.register(JobCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

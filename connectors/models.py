@@ -1,0 +1,465 @@
+"""The domain: credentials, providers, connectors and their rules, API keys, jobs, audit events."""
+
+import secrets
+import uuid
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from connectors import crypto
+
+
+def _provider_kinds():
+    from connectors.providers import PROVIDERS
+
+    return PROVIDERS.choices()
+
+
+def _source_kinds():
+    from connectors.sources import SOURCES
+
+    return SOURCES.choices()
+
+
+def _sink_kinds():
+    from connectors.sinks import SINKS
+
+    return SINKS.choices()
+
+
+class Credential(models.Model):
+    """A secret, encrypted at rest; decrypted only in the worker at the moment of use."""
+
+    class Kind(models.TextChoices):
+        API_KEY = "api_key", "API key"
+        BEARER = "bearer", "Bearer token"
+        BASIC = "basic", "Basic auth (user:password)"
+        OAUTH2 = "oauth2", "OAuth2 client credentials"
+        HMAC = "hmac_secret", "HMAC signing secret"
+        DATABASE = "database_url", "Database URL / password"
+
+    name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.API_KEY)
+    encrypted_value = models.TextField(editable=False)
+    fingerprint = models.CharField(max_length=8, editable=False, help_text="Last four characters.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_value(self, value: str) -> None:
+        if self.encrypted_value:
+            self.rotated_at = timezone.now()
+        self.encrypted_value = crypto.encrypt(value)
+        self.fingerprint = "…" + value[-4:] if len(value) >= 8 else "…"
+
+    def reveal(self) -> str:
+        """Decrypt; call only where the secret is used, never to display it."""
+        return crypto.decrypt(self.encrypted_value)
+
+    def mark_used(self) -> None:
+        Credential.objects.filter(pk=self.pk).update(last_used_at=timezone.now())
+
+
+class Provider(models.Model):
+    """An AI endpoint."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=30, choices=_provider_kinds, default="openai")
+    base_url = models.URLField(blank=True, help_text="e.g. https://api.openai.com/v1")
+    model = models.CharField(max_length=200, blank=True)
+    credential = models.ForeignKey(
+        Credential, null=True, blank=True, on_delete=models.PROTECT, related_name="providers"
+    )
+    timeout_seconds = models.FloatField(
+        default=60.0, validators=[MinValueValidator(1), MaxValueValidator(600)]
+    )
+    max_concurrency = models.PositiveIntegerField(
+        default=4, validators=[MinValueValidator(1), MaxValueValidator(256)]
+    )
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    parameters = models.JSONField(default=dict, blank=True, help_text="Default request parameters.")
+    price_per_1k_input = models.DecimalField(max_digits=10, decimal_places=6, default=Decimal(0))
+    price_per_1k_output = models.DecimalField(max_digits=10, decimal_places=6, default=Decimal(0))
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        label = f"{self.name} ({self.kind}"
+        return label + (", no AI is called)" if self.kind == "demo" else f", {self.model})")
+
+    def cost(self, tokens_in: int, tokens_out: int) -> Decimal:
+        return (
+            self.price_per_1k_input * tokens_in + self.price_per_1k_output * tokens_out
+        ) / Decimal(1000)
+
+
+class Connector(models.Model):
+    """One legacy-to-AI path: source, mapping, redaction, prompt, provider, output, sink."""
+
+    class OutputFormat(models.TextChoices):
+        TEXT = "text", "Text"
+        JSON = "json", "JSON (validated against a JSON Schema)"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    is_enabled = models.BooleanField("enabled", default=True)
+    source_kind = models.CharField(max_length=30, choices=_source_kinds, default="webhook")
+    source_config = models.JSONField(default=dict, blank=True)
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="connectors")
+    prompt_template = models.TextField(help_text="Django template syntax over the mapped fields.")
+    output_format = models.CharField(
+        max_length=10, choices=OutputFormat.choices, default=OutputFormat.TEXT
+    )
+    output_schema = models.JSONField(null=True, blank=True)
+    sink_kind = models.CharField(max_length=30, choices=_sink_kinds, default="none")
+    sink_config = models.JSONField(default=dict, blank=True)
+    max_attempts = models.PositiveIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(50)]
+    )
+    batch_size = models.PositiveIntegerField(
+        default=100,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Records per worker job; AI calls run concurrently inside it, up to the "
+        "provider's concurrency. Keep it at least 8 times that concurrency (see README, Speed).",
+    )
+    poll_interval_seconds = models.PositiveIntegerField(default=60)
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Blank payloads of jobs older than this; empty keeps them."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FieldMapping(models.Model):
+    class Direction(models.TextChoices):
+        INPUT = "input", "Input (legacy record → prompt fields)"
+        OUTPUT = "output", "Output (AI answer → legacy fields)"
+
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="mappings")
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    source_path = models.CharField("from", max_length=300, help_text="e.g. customer.address.zip")
+    target_name = models.CharField("to", max_length=100)
+    transform = models.CharField(
+        max_length=200, blank=True, help_text="e.g. strip|lower|truncate:200|default:n/a"
+    )
+    is_required = models.BooleanField("required", default=False)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["connector", "direction", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connector", "direction", "target_name"], name="unique_mapping_target"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_path} → {self.target_name}"
+
+
+class RedactionRule(models.Model):
+    """Applied in order to the mapped input fields before anything is stored or sent."""
+
+    class Action(models.TextChoices):
+        MASK = "mask", "Mask"
+        HASH = "hash", "Keyed hash (HMAC)"
+        DROP = "drop", "Drop"
+        TOKENIZE = "tokenize", "Tokenize and restore in the answer"
+
+    connector = models.ForeignKey(
+        Connector,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="redaction_rules",
+        help_text="Empty: applies to every connector.",
+    )
+    name = models.CharField(max_length=100, blank=True)
+    detector = models.CharField(max_length=30, help_text="ssn, credit_card, email, …, regex, field")
+    pattern = models.CharField(max_length=500, blank=True, help_text="For the regex detector.")
+    field_name = models.CharField(max_length=100, blank=True, help_text="For the field detector.")
+    action = models.CharField(max_length=10, choices=Action.choices, default=Action.MASK)
+    position = models.PositiveIntegerField(default=0)
+    is_enabled = models.BooleanField("enabled", default=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.detector} → {self.action}"
+
+
+class ApiKey(models.Model):
+    """A key a legacy system uses to call a connector's webhook; only its hash is stored."""
+
+    PREFIX = "ilk_"
+
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, editable=False, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    encrypted_signing_secret = models.TextField(blank=True, editable=False)
+    allowed_networks = models.JSONField(
+        default=list, blank=True, help_text="CIDRs allowed to use this key; empty allows any."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.connector.slug})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def has_signing_secret(self) -> bool:
+        return bool(self.encrypted_signing_secret)
+
+    @classmethod
+    def issue(
+        cls, connector: Connector, *, name: str = "", with_signing_secret: bool = False
+    ) -> tuple["ApiKey", str, str | None]:
+        """Create a key; the plain key (and signing secret) are returned once and never stored."""
+        plain = cls.PREFIX + secrets.token_urlsafe(32)
+        signing_secret = None
+        key = cls(
+            connector=connector, name=name, prefix=plain[:12], key_hash=crypto.sha256_hex(plain)
+        )
+        if with_signing_secret:
+            import base64
+
+            signing_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+            key.encrypted_signing_secret = crypto.encrypt(signing_secret)
+        key.save()
+        return key, plain, signing_secret
+
+    def signing_secret(self) -> str | None:
+        if not self.encrypted_signing_secret:
+            return None
+        return crypto.decrypt(self.encrypted_signing_secret)
+
+
+class WebhookReceipt(models.Model):
+    """A (key, webhook-id) seen once: the unique constraint is the replay guard."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="receipts")
+    webhook_id = models.CharField(max_length=255)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "webhook_id"], name="unique_webhook_id")
+        ]
+
+    def __str__(self) -> str:
+        return self.webhook_id
+
+
+class SourceFile(models.Model):
+    """A dropped file: claimed into processing/, read as rows, written to outbox/ when all end."""
+
+    class Status(models.TextChoices):
+        READING = "reading", "Reading rows"
+        RUNNING = "running", "Rows submitted, jobs running"
+        DONE = "done", "Output written"
+        FAILED = "failed", "Could not be read"
+        DUPLICATE = "duplicate", "Duplicate of an earlier file"
+
+    connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="files")
+    name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.READING)
+    size_bytes = models.BigIntegerField(default=0, help_text="Size when claimed; read up to it.")
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_rejected = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="The first 100 row errors.")
+    output_name = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["connector", "sha256"], name="unique_source_file")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connector.slug}/{self.name}"
+
+
+class Job(models.Model):
+    """One record's journey. Stores only redacted data; the token map is encrypted."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed (will retry)"
+        DEAD = "dead", "Dead (retries exhausted)"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.DEAD, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="jobs")
+    idempotency_key = models.CharField(max_length=255)
+    source_reference = models.CharField(max_length=500, blank=True)
+    source_metadata = models.JSONField(
+        default=dict, blank=True, help_text="Where to answer: row key, reply-to queue, …"
+    )
+    source_file = models.ForeignKey(
+        SourceFile, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    attempts_before_retry = models.PositiveIntegerField(
+        default=0,
+        help_text="Attempts made before the last manual retry (each retry gets a full round).",
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    rq_job_id = models.CharField(max_length=100, blank=True)
+
+    input_data = models.JSONField(default=dict, blank=True, help_text="Mapped and redacted.")
+    redaction_hits = models.JSONField(default=dict, blank=True)
+    encrypted_tokens = models.TextField(blank=True)
+    prompt = models.TextField(blank=True)
+    repair_prompt = models.TextField(
+        blank=True, help_text="Sent when the first answer was invalid."
+    )
+    provider_name = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    ai_output = models.TextField(blank=True)
+    output = models.JSONField(null=True, blank=True, help_text="Parsed and validated.")
+    result = models.JSONField(null=True, blank=True, help_text="Mapped, before token restore.")
+    token_report = models.JSONField(default=dict, blank=True)
+    write_outcome = models.JSONField(default=dict, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    error_traceback = models.TextField(blank=True)
+
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    queue_wait_ms = models.PositiveIntegerField(null=True, blank=True)
+    ai_ms = models.PositiveIntegerField(null=True, blank=True)
+    write_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    payload_purged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connector", "idempotency_key"], name="unique_job_idempotency_key"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="job_due_idx"),
+            models.Index(fields=["status", "lease_expires_at"], name="job_lease_idx"),
+            models.Index(fields=["connector", "status"], name="job_connector_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connector.slug}/{self.id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class JobAttempt(models.Model):
+    """One try of a job, with its timing split and error: attempts are data."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        LOST = "lost", "Lost (worker died)"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_rows")
+    number = models.PositiveIntegerField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.RUNNING)
+    worker = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    queue_wait_ms = models.PositiveIntegerField(null=True, blank=True)
+    ai_ms = models.PositiveIntegerField(null=True, blank=True)
+    write_ms = models.PositiveIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="unique_attempt_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.job_id}"
+
+
+class AuditEvent(models.Model):
+    """Append-only; each row's HMAC covers its content and the previous row's hash."""
+
+    class ActorType(models.TextChoices):
+        USER = "user", "User"
+        API_KEY = "api_key", "API key"
+        SYSTEM = "system", "System"
+
+    sequence = models.BigIntegerField(unique=True)
+    created_at = models.DateTimeField()
+    actor_type = models.CharField(max_length=10, choices=ActorType.choices)
+    actor = models.CharField(max_length=200)
+    action = models.CharField(max_length=60, db_index=True)
+    object_type = models.CharField(max_length=60, blank=True)
+    object_id = models.CharField(max_length=100, blank=True, db_index=True)
+    object_repr = models.CharField(max_length=300, blank=True)
+    connector = models.CharField(max_length=100, blank=True, db_index=True)
+    changes = models.JSONField(default=dict, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    previous_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-sequence"]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action} {self.object_repr}"
+
+
+class AuditChainHead(models.Model):
+    """A single row locked while appending, so concurrent writers extend the chain in turn."""
+
+    sequence = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"audit head #{self.sequence}"

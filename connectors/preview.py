@@ -1,0 +1,84 @@
+"""Preview a connector on a sample record without storing anything: the mapped fields, what each
+redaction rule changed, the exact prompt; and "try it", which also asks the AI once."""
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors import crypto, mapping, pipeline, prompts, redaction
+from connectors.errors import PipelineError
+
+REPLACEMENT = re.compile(
+    r"\[REDACTED [A-Z0-9_]+\]|<[A-Z][A-Z0-9_]*_\d+>|\[[A-Z0-9_]+ [0-9a-f]{12}\]"
+)
+
+
+@dataclass
+class Preview:
+    mapped: dict = field(default_factory=dict)
+    redacted: dict = field(default_factory=dict)
+    rules: list[dict] = field(default_factory=list)  # label, action, hits
+    prompt: str = ""
+    error: str = ""
+    answer: str = ""
+    output: Any = None
+    result: Any = None
+    restored: Any = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    tokens: dict = field(default_factory=dict, repr=False)  # the sample's own values, in memory
+
+
+def preview(connector, record: Any) -> Preview:
+    plan = pipeline.load_intake_plan(connector)
+    shown = Preview()
+    try:
+        shown.mapped = mapping.map_fields(record, plan.input_fields)
+        redacted = redaction.redact(shown.mapped, plan.rules, hash_key=crypto.redaction_hash_key())
+        shown.redacted = redacted.fields
+        shown.rules = [
+            {"label": rule.label, "action": rule.action, "hits": redacted.hits.get(rule.label, 0)}
+            for rule in plan.rules
+        ]
+        shown.prompt = prompts.render_prompt(plan.prompt_template, redacted.fields)
+        shown.tokens = redacted.tokens
+    except PipelineError as error:
+        shown.error = f"{error.code}: {error.message}"
+    return shown
+
+
+def try_it(connector, record: Any) -> Preview:
+    """Preview, then one real AI call; parsed, validated and mapped, nothing written back."""
+    shown = preview(connector, record)
+    if shown.error:
+        return shown
+    runtime = None
+    try:
+        runtime = pipeline.build_runtime(connector)
+        outcome = pipeline.Outcome(job_id="preview")
+        shown.output = pipeline.ask_ai(runtime, shown.prompt, outcome)
+        shown.answer = outcome.ai_output
+        shown.tokens_in, shown.tokens_out = outcome.tokens_in, outcome.tokens_out
+        shown.result = mapping.map_fields(shown.output, runtime.output_fields)
+        shown.restored, _ = redaction.restore(shown.result, shown.tokens)
+    except PipelineError as error:
+        shown.error = f"{error.code}: {error.message}"
+        shown.answer = shown.answer or ""
+    finally:
+        if runtime is not None:
+            runtime.sink.close()
+            runtime.provider.close()
+    return shown
+
+
+def highlight_spans(text: str) -> list[tuple[str, bool]]:
+    """Split text into (piece, is_replacement) so a template can mark what redaction put in."""
+    pieces, position = [], 0
+    for match in REPLACEMENT.finditer(text):
+        if match.start() > position:
+            pieces.append((text[position : match.start()], False))
+        pieces.append((match.group(0), True))
+        position = match.end()
+    if position < len(text):
+        pieces.append((text[position:], False))
+    return pieces

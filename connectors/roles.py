@@ -1,0 +1,39 @@
+"""The console's two roles, as groups with model permissions, kept in step on every migrate.
+
+Integration admins configure (credentials, providers, connectors, mappings, redaction rules, API
+keys) and may retry or cancel jobs. Compliance officers view jobs, audit events, connectors,
+redaction rules and files, and export them; they change nothing.
+"""
+
+CONFIGURED = ["credential", "provider", "connector", "fieldmapping", "redactionrule", "apikey"]
+HISTORY = ["job", "jobattempt", "auditevent", "sourcefile"]
+ROLES = {
+    "Integration admin": {
+        **{model: ["add", "change", "delete", "view"] for model in CONFIGURED},
+        **{model: ["view"] for model in HISTORY},
+        "job": ["view", "change"],  # change = retry and cancel
+    },
+    "Compliance officer": {
+        model: ["view"]
+        for model in [
+            "connector",
+            "fieldmapping",
+            "redactionrule",
+            "provider",
+            "apikey",
+            *HISTORY,
+        ]
+    },
+}
+
+
+def ensure_groups(**kwargs) -> None:
+    """post_migrate: create the groups and set exactly their permissions."""
+    from django.contrib.auth.models import Group, Permission
+
+    for name, models in ROLES.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        codenames = [f"{action}_{model}" for model, actions in models.items() for action in actions]
+        group.permissions.set(
+            Permission.objects.filter(content_type__app_label="connectors", codename__in=codenames)
+        )

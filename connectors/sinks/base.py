@@ -1,0 +1,76 @@
+"""The sink interface: deliver one job's mapped result to the legacy system."""
+
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Delivery:
+    job_id: str
+    connector: str
+    source_reference: str
+    result: dict
+    attempt: int
+    source_metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    target: str
+    status: str
+    detail: str = ""
+
+
+class Sink:
+    kind = ""
+    # True when results go to the legacy system inside our walls, so placeholders are restored.
+    # False when the caller reads the job API: the stored, redacted result is what it gets.
+    can_restore_tokens = False
+    # Config keys that name a Credential; the pipeline passes their decrypted values as secrets.
+    credential_fields: tuple[str, ...] = ()
+    # True when write_many is cheaper than several writes (one transaction for a burst).
+    writes_in_batches = False
+
+    def __init__(
+        self, config: dict, secrets: dict[str, str], *, client: httpx.Client | None = None
+    ) -> None:
+        self.config = config
+        self._secrets = secrets
+        self._client = client
+
+    def write(self, delivery: Delivery) -> WriteOutcome:
+        raise NotImplementedError
+
+    def write_many(self, deliveries: list[Delivery]) -> dict[str, "WriteOutcome | Exception"]:
+        """Write several results; per job id, its outcome or its (Pipeline)error."""
+        from connectors.errors import PipelineError
+
+        written: dict = {}
+        for delivery in deliveries:
+            try:
+                written[delivery.job_id] = self.write(delivery)
+            except PipelineError as error:
+                written[delivery.job_id] = error
+        return written
+
+    def report_failure(self, delivery: Delivery, error: str) -> None:
+        """The job ends without a result: tell the legacy side (a status column, a reply…)."""
+
+    @classmethod
+    def effective_config(cls, sink_config: dict, source_config: dict) -> dict:
+        """The config the sink runs with; a sink may inherit settings from its source."""
+        return sink_config
+
+    def test_connection(self) -> str:
+        return "Nothing to test for this sink."
+
+    def close(self) -> None:
+        """Release connections at the end of a batch."""
+        if self._client is not None:
+            self._client.close()
+
+    @classmethod
+    def validate_config(cls, config: dict) -> dict:
+        """Return the normalised config; raise ValueError saying what is wrong."""
+        return config

@@ -1,0 +1,131 @@
+"""Message queues: consume JSON records from a RabbitMQ queue with manual acknowledgements.
+
+A message is acknowledged only after its job row is committed, so a consumer that dies in
+between leaves it on the queue; redelivered, it maps to the same job through its idempotency key
+(the message_id, else the correlation_id, else a hash of the body). A message that is not a JSON
+object is rejected without requeue (it goes to the queue's dead-letter exchange, if it has one)
+and, when it names a reply_to queue, answered with the error.
+"""
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+
+import pika
+
+from connectors import amqp
+from connectors.sources.base import Source, check_keys
+
+logger = logging.getLogger(__name__)
+
+
+class AmqpSource(Source):
+    kind = "amqp"
+    is_consumer = True
+    credential_fields = ("credential",)
+
+    @classmethod
+    def validate_config(cls, config: dict) -> dict:
+        check_keys(config, {"queue"}, {"credential", "prefetch", "declare"})
+        prefetch = config.get("prefetch", 100)
+        if not isinstance(prefetch, int) or not 1 <= prefetch <= 10000:
+            raise ValueError("prefetch must be a whole number from 1 to 10000")
+        return {"prefetch": 100, "declare": True, **config}
+
+    @property
+    def url(self) -> str:
+        return self._secrets.get("credential") or amqp.DEFAULT_URL
+
+    def open_channel(self):
+        connection = amqp.connect(self.url)
+        channel = connection.channel()
+        if self.config["declare"]:
+            channel.queue_declare(queue=self.config["queue"], durable=True)
+        return connection, channel
+
+    def consume(self, submit: Callable, stop) -> None:
+        connection, channel = self.open_channel()
+        channel.basic_qos(prefetch_count=self.config["prefetch"])
+        pending: list = []
+        try:
+            for method, properties, body in channel.consume(
+                self.config["queue"], inactivity_timeout=0.2
+            ):
+                if method is not None:
+                    pending.append((method, properties, body))
+                if pending and (method is None or len(pending) >= self.config["prefetch"]):
+                    self.take(channel, submit, pending)
+                    pending = []
+                if stop.is_set():
+                    break
+        finally:
+            if connection.is_open:
+                try:
+                    channel.cancel()  # unacknowledged messages go back to the queue
+                    connection.close()
+                except Exception:  # the broker may already be gone
+                    logger.debug("closing the AMQP connection failed", exc_info=True)
+
+    def take(self, channel, submit: Callable, messages: list) -> None:
+        """Submit a burst of messages as jobs in one transaction, then acknowledge them."""
+        items, refused = [], []
+        for method, properties, body in messages:
+            try:
+                record = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                record = None
+            if not isinstance(record, dict):
+                refused.append((method, properties, "the message must be a JSON object"))
+                continue
+            items.append((method, properties, item_for(properties, body, record)))
+        rejected: list = []
+        if items:
+            submit([item for _, _, item in items], rejected=rejected)
+        for rejection in rejected:
+            method, properties, _ = items[rejection.index]
+            refused.append((method, properties, rejection.error.message))
+        refused_tags = {method.delivery_tag for method, _, _ in refused}
+        for method, _, _ in items:
+            if method.delivery_tag not in refused_tags:
+                channel.basic_ack(method.delivery_tag)
+        for method, properties, message in refused:
+            if properties.reply_to:
+                channel.basic_publish(
+                    "",
+                    properties.reply_to,
+                    json.dumps({"status": "refused", "error": message}),
+                    pika.BasicProperties(
+                        correlation_id=properties.correlation_id, content_type="application/json"
+                    ),
+                )
+            channel.basic_reject(method.delivery_tag, requeue=False)
+
+    def test_connection(self) -> str:
+        try:
+            connection, channel = self.open_channel()
+            waiting = channel.queue_declare(
+                queue=self.config["queue"], durable=True, passive=True
+            ).method.message_count
+            connection.close()
+        except Exception as error:
+            raise ValueError(f"cannot reach the queue: {amqp.describe_error(error)}") from None
+        return f"OK: queue {self.config['queue']} reachable; {waiting} messages waiting"
+
+
+def item_for(properties, body: bytes, record: dict) -> dict:
+    if properties.message_id:
+        key = f"msg:{properties.message_id}"
+    elif properties.correlation_id:
+        key = f"corr:{properties.correlation_id}"
+    else:
+        key = f"sha:{hashlib.sha256(body).hexdigest()}"
+    return {
+        "record": record,
+        "idempotency_key": key[:255],
+        "source_reference": f"message {properties.message_id or properties.correlation_id or ''}",
+        "source_metadata": {
+            "reply_to": properties.reply_to or "",
+            "correlation_id": properties.correlation_id or "",
+        },
+    }

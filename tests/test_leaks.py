@@ -1,0 +1,172 @@
+"""A canary secret and a canary SSN must never surface anywhere we write or show."""
+
+import io
+import json
+import logging
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from connectors.models import AuditEvent, Credential, Job, JobAttempt, Provider
+from tests.conftest import CANARY_SECRET, CANARY_SSN
+from tests.worker import drain
+
+pytestmark = pytest.mark.django_db(transaction=True)
+CANARIES = (CANARY_SECRET, CANARY_SSN)
+
+
+@pytest.fixture
+def processed_job(client, make_connector, credential, openai_server, callback_server, api_key):
+    provider = Provider.objects.create(
+        name="gpt",
+        kind="openai",
+        base_url=openai_server.base_url,
+        model="m",
+        credential=credential,
+        timeout_seconds=5,
+    )
+    sink_secret = Credential(name="erp-token", kind=Credential.Kind.BEARER)
+    sink_secret.set_value(CANARY_SECRET + "-sink")
+    sink_secret.save()
+    connector = make_connector(
+        "leaky",
+        provider=provider,
+        inputs=[("note", "note", True), ("ssn", "ssn", False)],
+        redaction=[("ssn", "tokenize")],
+        prompt="{{ note }} {{ ssn }}",
+        sink_kind="http",
+        sink_config={"url": callback_server.url, "credential": "erp-token"},
+        max_attempts=2,
+    )
+    openai_server.script([("status", 500)])
+    openai_server.responder = lambda body: body["messages"][0]["content"]
+    key = api_key(connector)[1]
+    response = client.post(
+        "/api/v1/connectors/leaky/records/",
+        data=json.dumps({"note": "pay", "ssn": CANARY_SSN}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+    job = Job.objects.get(id=response.json()["jobs"][0]["id"])
+    drain()
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    # The callback (the legacy system, inside the walls) does get the real value back.
+    assert CANARY_SSN in json.dumps(callback_server.received[-1][2])
+    return job, key
+
+
+def assert_clean(text: str, where: str) -> None:
+    for canary in CANARIES:
+        assert canary not in text, f"canary leaked into {where}"
+
+
+def test_canaries_never_reach_stored_job_fields(processed_job):
+    for row in Job.objects.values():
+        assert_clean(json.dumps(row, default=str), "a job row")
+    for row in JobAttempt.objects.values():
+        assert_clean(json.dumps(row, default=str), "an attempt row")
+    for row in AuditEvent.objects.values():
+        assert_clean(json.dumps(row, default=str), "an audit event")
+    for row in Credential.objects.values():
+        assert_clean(json.dumps(row, default=str), "a credential row")
+
+
+def test_canaries_never_reach_redis(processed_job, redis_client):
+    for key in redis_client.scan_iter():
+        if redis_client.type(key) == b"hash":
+            dump = json.dumps({str(k): str(v) for k, v in redis_client.hgetall(key).items()})
+        else:
+            dump = str(redis_client.dump(key))
+        assert_clean(dump, f"redis key {key!r}")
+
+
+def test_canaries_never_reach_api_answers(client, processed_job):
+    job, key = processed_job
+    answer = client.get(f"/api/v1/jobs/{job.id}/", HTTP_AUTHORIZATION=f"Bearer {key}")
+
+    assert answer.status_code == 200
+    assert_clean(answer.content.decode(), "the job API")
+
+
+def test_canaries_never_reach_logs(
+    client, make_connector, credential, openai_server, api_key, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    provider = Provider.objects.create(
+        name="gpt",
+        kind="openai",
+        base_url=openai_server.base_url,
+        model="m",
+        credential=credential,
+        timeout_seconds=5,
+    )
+    connector = make_connector(
+        "logs",
+        provider=provider,
+        inputs=[("ssn", "ssn", True)],
+        redaction=[("ssn", "mask")],
+        prompt="{{ ssn }}",
+        max_attempts=1,
+    )
+    openai_server.script([("status", 401)])
+    key = api_key(connector)[1]
+    client.post(
+        "/api/v1/connectors/logs/records/",
+        data=json.dumps({"ssn": CANARY_SSN}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+    drain()
+
+    assert Job.objects.get().status == Job.Status.DEAD
+    assert caplog.records, "expected the failure to be logged somewhere"
+    assert_clean(caplog.text, "the logs")
+
+
+def test_canaries_never_reach_admin_pages(admin_client, processed_job):
+    job, _ = processed_job
+    credential = Credential.objects.get(name="openai-key")
+    pages = [
+        reverse("admin:connectors_job_changelist"),
+        reverse("admin:connectors_job_change", args=[job.id]),
+        reverse("admin:connectors_credential_changelist"),
+        reverse("admin:connectors_credential_change", args=[credential.id]),
+        reverse("admin:connectors_provider_changelist"),
+        reverse("admin:connectors_auditevent_changelist"),
+        reverse("admin:connectors_connector_changelist"),
+    ]
+    for page in pages:
+        response = admin_client.get(page)
+        assert response.status_code == 200, page
+        assert_clean(response.content.decode(), page)
+
+
+def test_canaries_never_reach_exports(processed_job):
+    for fmt in ("yaml", "json"):
+        out = io.StringIO()
+        call_command("export_config", "--format", fmt, stdout=out)
+        assert "leaky" in out.getvalue()
+        assert_clean(out.getvalue(), f"the {fmt} export")
+
+
+def test_canaries_never_reach_the_console_exports_or_metrics(admin_client, processed_job):
+    job, _ = processed_job
+    answers = {
+        "the audit CSV": reverse("admin:connectors_auditevent_export", args=["csv"]),
+        "the audit JSON Lines": reverse("admin:connectors_auditevent_export", args=["jsonl"]),
+    }
+    for where, url in answers.items():
+        response = admin_client.get(url)
+        assert response.status_code == 200, where
+        assert_clean(b"".join(response.streaming_content).decode(), where)
+    for where, url in {
+        "the job lineage": reverse("admin:connectors_job_lineage", args=[job.id]),
+        "the metrics": "/metrics",
+        "the dashboard": reverse("admin:index"),
+        "the source files page": reverse("admin:connectors_sourcefile_changelist"),
+    }.items():
+        response = admin_client.get(url)
+        assert response.status_code == 200, where
+        assert_clean(response.content.decode(), where)

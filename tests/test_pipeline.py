@@ -1,0 +1,342 @@
+"""End to end: the HTTP API, a real RQ worker, a local OpenAI-compatible server and a callback."""
+
+import json
+import re
+import threading
+
+import pytest
+
+from connectors import jobs, lifecycle
+from connectors.models import AuditEvent, Credential, Job, JobAttempt, Provider
+from tests.conftest import CANARY_SECRET, CANARY_SSN
+from tests.worker import drain, run_worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SCHEMA = {
+    "type": "object",
+    "required": ["decision"],
+    "properties": {"decision": {"enum": ["approve", "reject"]}, "reason": {"type": "string"}},
+}
+CALLBACK_SECRET = "whsec_" + "c2VjcmV0LXNpZ25pbmcta2V5LWZvci1jYWxsYmFja3M="
+
+
+@pytest.fixture
+def openai_provider(db, openai_server, credential):
+    return Provider.objects.create(
+        name="gpt",
+        kind="openai",
+        base_url=openai_server.base_url,
+        model="gpt-test",
+        credential=credential,
+        timeout_seconds=5,
+        max_concurrency=4,
+        price_per_1k_input="0.5",
+        price_per_1k_output="1.5",
+    )
+
+
+@pytest.fixture
+def callback_credential(db):
+    credential = Credential(name="erp-signing", kind=Credential.Kind.HMAC)
+    credential.set_value(CALLBACK_SECRET)
+    credential.save()
+    return credential
+
+
+@pytest.fixture
+def connector(make_connector, openai_provider, callback_server, callback_credential):
+    return make_connector(
+        "invoices",
+        provider=openai_provider,
+        inputs=[("note", "text", True), ("customer.ssn", "ssn", False)],
+        outputs=[("decision", "ai_decision"), ("reason", "ai_reason")],
+        redaction=[("ssn", "tokenize")],
+        prompt="Decide on: {{ text }} (customer {{ ssn }}). Answer JSON.",
+        output_format="json",
+        output_schema=SCHEMA,
+        sink_kind="http",
+        sink_config={"url": callback_server.url, "signing_credential": "erp-signing"},
+        max_attempts=3,
+    )
+
+
+@pytest.fixture
+def key(connector, api_key):
+    return api_key(connector)[1]
+
+
+def send(client, key, record, **headers):
+    response = client.post(
+        "/api/v1/connectors/invoices/records/",
+        data=json.dumps(record),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+        **headers,
+    )
+    assert response.status_code == 202, response.content
+    return Job.objects.get(id=response.json()["jobs"][0]["id"])
+
+
+def echo_token(body):
+    """An AI that approves and quotes the customer placeholder it was given."""
+    prompt = body["messages"][0]["content"]
+    token = re.search(r"<SSN_\d+>", prompt)
+    return json.dumps({"decision": "approve", "reason": f"customer {token.group(0)} ok"})
+
+
+def test_record_travels_from_webhook_to_ai_to_callback(client, key, openai_server, callback_server):
+    openai_server.responder = echo_token
+    job = send(client, key, {"note": "Invoice 42", "customer": {"ssn": CANARY_SSN}})
+
+    drain()
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.attempts == 1
+    # The AI saw a placeholder, never the SSN.
+    [request] = openai_server.requests
+    assert request[2]["messages"][0]["content"] == (
+        "Decide on: Invoice 42 (customer <SSN_1>). Answer JSON."
+    )
+    assert request[2]["response_format"]["json_schema"]["schema"] == SCHEMA
+    assert request[1]["authorization"] == f"Bearer {CANARY_SECRET}"
+    # The legacy system got the real value back, signed, with the job id as webhook-id.
+    [(headers, _, payload)] = callback_server.received
+    assert payload["job_id"] == str(job.id)
+    assert payload["result"] == {"ai_decision": "approve", "ai_reason": f"customer {CANARY_SSN} ok"}
+    assert headers["webhook-id"] == str(job.id)
+    assert callback_server.verify(CALLBACK_SECRET, 0)
+    # What we stored is redacted, and the token map is gone once the job is done.
+    assert job.result == {"ai_decision": "approve", "ai_reason": "customer <SSN_1> ok"}
+    assert job.input_data == {"text": "Invoice 42", "ssn": "<SSN_1>"}
+    assert job.encrypted_tokens == ""
+    assert job.token_report["restored"] == ["<SSN_1>"]
+    assert job.write_outcome == {"target": callback_server.url, "status": "200", "detail": ""}
+    assert job.tokens_in > 0
+    assert job.cost > 0
+    assert job.ai_ms is not None and job.write_ms is not None
+    actions = list(
+        AuditEvent.objects.filter(object_id=str(job.id))
+        .order_by("sequence")
+        .values_list("action", flat=True)
+    )
+    assert actions == ["job.created", "job.started", "job.succeeded"]
+
+
+def test_job_api_shows_the_result_and_timings(client, key, openai_server):
+    openai_server.reply('{"decision": "reject", "reason": "too expensive"}')
+    job = send(client, key, {"note": "Invoice 43"})
+    drain()
+
+    body = client.get(f"/api/v1/jobs/{job.id}/", HTTP_AUTHORIZATION=f"Bearer {key}").json()
+
+    assert body["status"] == "succeeded"
+    assert body["result"] == {"ai_decision": "reject", "ai_reason": "too expensive"}
+    assert body["error"] is None
+    assert set(body["timings"]) == {"queue_wait_ms", "ai_ms", "write_ms"}
+    assert body["timings"]["queue_wait_ms"] is not None
+
+
+def test_transient_failures_are_retried_then_succeed(client, key, openai_server):
+    openai_server.script(
+        [
+            ("status", 429, {"Retry-After": "1"}),
+            ("status", 500),
+            '{"decision": "approve"}',
+        ]
+    )
+    job = send(client, key, {"note": "retry me"})
+
+    drain()
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.attempts == 3
+    outcomes = list(job.attempt_rows.values_list("outcome", "error_code"))
+    assert outcomes == [
+        ("failed", "provider_error"),
+        ("failed", "provider_error"),
+        ("succeeded", ""),
+    ]
+    assert len(openai_server.requests) == 3
+
+
+def test_retry_after_is_honoured(client, key, openai_server):
+    openai_server.script([("status", 429, {"Retry-After": "30"})])
+    job = send(client, key, {"note": "slow down"})
+
+    run_worker()
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    wait = (job.next_attempt_at - job.attempt_rows.get().finished_at).total_seconds()
+    assert 29 <= wait <= 31
+
+
+def test_job_is_dead_when_attempts_are_exhausted(client, key, openai_server):
+    openai_server.script([("status", 500)] * 3)
+    job = send(client, key, {"note": "always failing"})
+
+    drain()
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.DEAD
+    assert job.attempts == 3
+    assert job.error_code == "provider_error"
+    assert "500" in job.error_message
+    assert AuditEvent.objects.filter(object_id=str(job.id), action="job.dead").count() == 1
+
+
+def test_permanent_errors_are_not_retried(client, key, openai_server):
+    openai_server.script([("status", 400)])
+    job = send(client, key, {"note": "bad request"})
+
+    drain()
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (Job.Status.DEAD, 1)
+    assert len(openai_server.requests) == 1
+
+
+def test_invalid_answer_gets_one_repair_attempt(client, key, openai_server):
+    openai_server.script(['{"decision": "maybe"}', '{"decision": "approve"}'])
+    job = send(client, key, {"note": "repair"})
+
+    drain()
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.attempts == 1
+    assert "maybe" in job.repair_prompt
+    assert job.result == {"ai_decision": "approve", "ai_reason": None}
+
+
+def test_answer_invalid_after_repair_is_dead_without_retry(
+    client, key, openai_server, callback_server
+):
+    openai_server.script(['{"decision": "maybe"}', "not json at all"])
+    job = send(client, key, {"note": "hopeless"})
+
+    drain()
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.error_code) == (Job.Status.DEAD, 1, "invalid_output")
+    assert callback_server.received == []
+
+
+def test_malformed_provider_answer_is_retried(client, key, openai_server):
+    openai_server.script([("malformed",), '{"decision": "approve"}'])
+    job = send(client, key, {"note": "glitch"})
+
+    drain()
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (Job.Status.SUCCEEDED, 2)
+
+
+def test_write_back_retry_does_not_call_the_ai_again(client, key, openai_server, callback_server):
+    openai_server.reply('{"decision": "approve"}')
+    callback_server.script([503, 503, 200])
+    job = send(client, key, {"note": "callback down"})
+
+    drain()
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (Job.Status.SUCCEEDED, 3)
+    assert len(openai_server.requests) == 1
+    assert len(callback_server.received) == 3
+    assert {headers["webhook-id"] for headers, _, _ in callback_server.received} == {str(job.id)}
+
+
+def test_records_wait_until_redis_is_back(client, key, openai_server, settings, redis_url):
+    openai_server.reply('{"decision": "approve"}')
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    job = send(client, key, {"note": "redis is down"})
+    job.refresh_from_db()
+    assert job.status == Job.Status.PENDING
+
+    settings.REDIS_URL = redis_url
+    settings.JOB_PENDING_GRACE_SECONDS = 0
+    drain()
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+
+
+def test_jobs_lost_by_a_redis_flush_are_enqueued_again(
+    client, key, openai_server, settings, redis_client
+):
+    openai_server.reply('{"decision": "approve"}')
+    job = send(client, key, {"note": "flushed"})
+    redis_client.flushdb()
+    settings.JOB_STALE_QUEUED_SECONDS = 0
+
+    drain()
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (Job.Status.SUCCEEDED, 1)
+
+
+def test_job_of_a_dead_worker_is_recovered_when_its_lease_expires(client, key, openai_server):
+    openai_server.reply('{"decision": "approve"}')
+    job = send(client, key, {"note": "worker killed"})
+    [_claimed] = lifecycle.claim([str(job.id)], worker="doomed:1")  # then the worker "dies"
+    Job.objects.filter(id=job.id).update(lease_expires_at="2000-01-01T00:00:00Z")
+
+    drain()
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (Job.Status.SUCCEEDED, 2)
+    assert list(job.attempt_rows.values_list("outcome", flat=True)) == ["lost", "succeeded"]
+    assert len(openai_server.requests) == 1
+
+
+def test_a_job_run_twice_is_recorded_once(client, key, openai_server):
+    openai_server.reply('{"decision": "approve"}')
+    job = send(client, key, {"note": "enqueued twice"})
+    jobs.enqueue([str(job.id)])  # a duplicate RQ job, as after a reconciler race
+
+    drain()
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (Job.Status.SUCCEEDED, 1)
+    assert JobAttempt.objects.filter(job=job).count() == 1
+    assert len(openai_server.requests) == 1
+
+
+def test_wait_answers_with_the_finished_job(client, key, openai_server):
+    openai_server.reply('{"decision": "approve", "reason": "fine"}')
+    answers = {}
+
+    def call():
+        answers["response"] = client.post(
+            "/api/v1/connectors/invoices/records/?wait=10",
+            data='{"note": "sync"}',
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {key}",
+        )
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    while caller.is_alive():
+        run_worker()
+        caller.join(0.05)
+
+    response = answers["response"]
+    assert response.status_code == 200
+    [job] = response.json()["jobs"]
+    assert job["status"] == "succeeded"
+    assert job["result"] == {"ai_decision": "approve", "ai_reason": "fine"}
+
+
+def test_wait_times_out_with_202(client, key):
+    response = client.post(
+        "/api/v1/connectors/invoices/records/?wait=1",
+        data='{"note": "no worker"}',
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+
+    assert response.status_code == 202
+    assert response.json()["jobs"][0]["status"] == "queued"
