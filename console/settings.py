@@ -126,6 +126,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
+    # Tests share the database between the test thread and consumer threads. Django's default
+    # in-memory test database uses SQLite's shared cache, whose table locks ignore the busy
+    # timeout ("database table is locked"); a file behaves like production instead.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-interlock.sqlite3")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
