@@ -288,7 +288,7 @@ def ask_ai(runtime: Runtime, prompt: str, outcome: Outcome) -> dict:
     provider = runtime.connector.provider
     started = time.monotonic()
     try:
-        ratelimit.wait_for_slot(provider.name, provider.requests_per_minute)
+        ratelimit.wait_for_slot(f"provider:{provider.name}", provider.requests_per_minute)
         completion = runtime.provider.complete(prompt, json_schema=runtime.output_schema)
         outcome.model, outcome.ai_output = completion.model, completion.text
         outcome.tokens_in, outcome.tokens_out = completion.tokens_in, completion.tokens_out
@@ -296,7 +296,7 @@ def ask_ai(runtime: Runtime, prompt: str, outcome: Outcome) -> dict:
             return prompts.parse_output(completion.text, output_format, runtime.output_schema)
         except OutputError as error:
             outcome.repair_prompt = prompts.repair_prompt(prompt, completion.text, error.message)
-        ratelimit.wait_for_slot(provider.name, provider.requests_per_minute)
+        ratelimit.wait_for_slot(f"provider:{provider.name}", provider.requests_per_minute)
         completion = runtime.provider.complete(
             outcome.repair_prompt, json_schema=runtime.output_schema
         )

@@ -1,5 +1,6 @@
-"""A provider's requests-per-minute limit, shared by every worker on every host through Redis
-(a per-process limit would be multiplied by the number of workers)."""
+"""Requests-per-minute limits shared by every process on every host through Redis (a
+per-process limit would be multiplied by the number of workers): a provider's limit, which the
+workers wait for, and a connector's intake limit, which the API refuses past."""
 
 import random
 import time
@@ -9,28 +10,32 @@ from redis.exceptions import RedisError
 from connectors import broker
 
 
-def wait_for_slot(name: str, per_minute: int | None, *, window: float = 60.0) -> float:
-    """Block until a request fits in the current window; return the seconds waited.
+def take(name: str, per_minute: int | None, *, window: float = 60.0) -> float | None:
+    """Count one request; return None if it fits in the current window, else the seconds until
+    the next window opens.
 
     A fixed window counted with INCR: simple and cheap, at worst twice the limit across a window
-    edge. If Redis is down, calls go ahead rather than stall the pipeline.
+    edge. If Redis is down the request goes ahead: a limit must not stop the pipeline.
     """
     if not per_minute:
-        return 0.0
+        return None
+    now = time.time()
+    slot = int(now // window)
+    key = f"interlock:rpm:{name}:{slot}"
+    try:
+        count, _ = broker.get_redis().pipeline().incr(key).expire(key, int(window) + 1).execute()
+    except RedisError:
+        return None
+    if count <= per_minute:
+        return None
+    return (slot + 1) * window - now
+
+
+def wait_for_slot(name: str, per_minute: int | None, *, window: float = 60.0) -> float:
+    """Block until a request fits in the current window; return the seconds waited."""
     waited = 0.0
-    while True:
-        now = time.time()
-        slot = int(now // window)
-        key = f"interlock:rpm:{name}:{slot}"
-        try:
-            client = broker.get_redis()
-            count = client.incr(key)
-            if count == 1:
-                client.expire(key, int(window) + 1)
-        except RedisError:
-            return waited
-        if count <= per_minute:
-            return waited
-        pause = (slot + 1) * window - now + random.uniform(0, window / 20)
+    while (pause := take(name, per_minute, window=window)) is not None:
+        pause += random.uniform(0, window / 20)  # spread the waiters over the new window
         time.sleep(pause)
         waited += pause
+    return waited

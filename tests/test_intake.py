@@ -10,6 +10,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from connectors.models import AuditEvent, Job, WebhookReceipt
+from connectors.sources.webhook import WebhookSource
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -182,6 +183,52 @@ def test_disabled_connector_refuses_with_retry_after(client, connector, key):
     assert (response.status_code, response.json()["code"]) == (503, "connector_disabled")
     assert response["Retry-After"] == "60"
     assert Job.objects.count() == 0
+
+
+def test_a_connector_over_its_requests_per_minute_is_refused_with_retry_after(
+    client, connector, key, api_key, redis_client
+):
+    connector.source_config = {"requests_per_minute": 2}
+    connector.save()
+    second_key = api_key(connector)[1]
+
+    accepted = [post(client, "invoices", {"text": "a"}, key=k).status_code for k in (key, key)]
+    refused = post(client, "invoices", {"text": "b"}, key=second_key)  # keys share the limit
+
+    assert accepted == [202, 202]
+    body = refused.json()
+    assert (refused.status_code, body["code"], body["limit"]) == (429, "rate_limited", 2)
+    assert 1 <= int(refused["Retry-After"]) <= 60 and body["retry_after"] == int(
+        refused["Retry-After"]
+    )
+    assert Job.objects.count() == 2  # nothing of the refused request was stored
+    assert redis_client.keys("interlock:rpm:intake:invoices:*")  # one count for every process
+
+
+def test_the_intake_limit_counts_per_connector_and_defaults_to_the_setting(
+    client, connector, key, make_connector, api_key, settings
+):
+    settings.INTAKE_REQUESTS_PER_MINUTE = 1
+    other_key = api_key(make_connector("orders"))[1]
+
+    first, second = (post(client, "invoices", {"text": "a"}, key=key) for _ in range(2))
+    other = post(client, "orders", {"text": "a"}, key=other_key)
+
+    assert (first.status_code, second.status_code, other.status_code) == (202, 429, 202)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"requests_per_minute": 0}, "at least 1"),
+        ({"requests_per_minute": "60"}, "whole number"),
+        ({"rate": 60}, "unknown keys rate"),
+    ],
+)
+def test_the_webhook_source_config_is_validated(config, message):
+    assert WebhookSource.validate_config({"requests_per_minute": 60}) == {"requests_per_minute": 60}
+    with pytest.raises(ValueError, match=message):
+        WebhookSource.validate_config(config)
 
 
 def test_unknown_api_path_answers_json_404(client):

@@ -1,7 +1,7 @@
 """API errors: JSON with a stable `code` and a human `detail`, plus what was wrong."""
 
 from django.http import JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -9,10 +9,13 @@ from rest_framework.views import exception_handler
 class ApiError(exceptions.APIException):
     """An error with a stable code; extra keys (field, limit, index) go into the body."""
 
-    def __init__(self, status_code: int, code: str, detail: str, **extra) -> None:
+    def __init__(
+        self, status_code: int, code: str, detail: str, *, headers: dict | None = None, **extra
+    ) -> None:
         super().__init__(detail=detail, code=code)
         self.status_code = status_code
         self.code = code
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -31,12 +34,11 @@ DRF_CODES = {
 
 def handle_exception(exc, context):
     if isinstance(exc, ApiError):
-        response = Response(
-            {"code": exc.code, "detail": str(exc.detail), **exc.extra}, exc.status_code
+        return Response(
+            {"code": exc.code, "detail": str(exc.detail), **exc.extra},
+            exc.status_code,
+            headers=exc.headers,
         )
-        if exc.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
-            response["Retry-After"] = "60"
-        return response
     response = exception_handler(exc, context)
     if response is None:
         return None

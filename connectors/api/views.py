@@ -1,6 +1,7 @@
 """The HTTP API: views orchestrate; validation is in serializers, work in connectors.jobs."""
 
 import json
+import math
 import time
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from connectors.api.serializers import (
     JobRefSerializer,
     JobSerializer,
 )
+from connectors.api.throttling import ConnectorRateThrottle, intake_limit
 from connectors.models import Connector, Job, WebhookReceipt
 
 WAIT_POLL_SECONDS = 0.1
@@ -32,6 +34,20 @@ class HasApiKey(permissions.BasePermission):
 class KeyAuthenticatedView(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasApiKey]
+    throttle_classes = [ConnectorRateThrottle]
+
+    def throttled(self, request, wait):
+        limit = intake_limit(request.auth.connector)
+        seconds = max(1, math.ceil(wait))
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"This connector accepts {limit} requests per minute; nothing was accepted. "
+            f"Retry in {seconds} s.",
+            headers={"Retry-After": str(seconds)},
+            limit=limit,
+            retry_after=seconds,
+        )
 
 
 class RecordsView(KeyAuthenticatedView):
@@ -98,6 +114,7 @@ class RecordsView(KeyAuthenticatedView):
                 503,
                 "connector_disabled",
                 "This connector is disabled; nothing was accepted. Retry later.",
+                headers={"Retry-After": "60"},
             )
         return api_key.connector
 

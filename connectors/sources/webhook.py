@@ -1,4 +1,4 @@
-from connectors.sources.base import Source
+from connectors.sources.base import Source, check_keys
 
 
 class WebhookSource(Source):
@@ -8,6 +8,8 @@ class WebhookSource(Source):
 
     @classmethod
     def validate_config(cls, config: dict) -> dict:
-        if config:
-            raise ValueError("the webhook source takes no configuration")
-        return {}
+        check_keys(config, required=set(), optional={"requests_per_minute"})
+        limit = config.get("requests_per_minute")
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise ValueError("requests_per_minute must be a whole number of at least 1")
+        return config
