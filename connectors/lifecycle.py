@@ -35,7 +35,7 @@ def lease_until(now):
     return now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
 
 
-def claim(job_ids: list[str], *, worker: str = "") -> list[Job]:
+def claim(job_ids: list[str], worker: str = "") -> list[Job]:
     """Take the claimable jobs among job_ids: running, attempts + 1, a lease, an attempt row."""
     now = timezone.now()
     with transaction.atomic():

@@ -20,6 +20,7 @@ from typing import Any
 from django.conf import settings
 
 from connectors import crypto, lifecycle, mapping, models, prompts, ratelimit, redaction
+from connectors.database import reconnecting
 from connectors.errors import ConfigError, OutputError, PipelineError
 from connectors.models import Connector, Credential, FieldMapping, Job, RedactionRule
 from connectors.providers import PROVIDERS
@@ -310,7 +311,7 @@ def ask_ai(runtime: Runtime, prompt: str, outcome: Outcome) -> dict:
 
 def run_batch(job_ids: list[str], *, worker: str = "") -> None:
     """Claim the jobs, run them concurrently, record each outcome as it completes."""
-    jobs = lifecycle.claim(job_ids, worker=worker)
+    jobs = reconnecting(lifecycle.claim, job_ids, worker, what="claiming jobs")
     if not jobs:
         return
     connector = jobs[0].connector
@@ -340,9 +341,10 @@ def run_concurrently(runtime: Runtime, jobs: list[Job]) -> None:
             outcomes = [future.result() for future in done]
             if runtime.sink.writes_in_batches:
                 write_batch(runtime, outcomes)
-            lifecycle.finish_many([(by_id.pop(o.job_id), o) for o in outcomes])
+            finished = [(by_id.pop(o.job_id), o) for o in outcomes]
+            reconnecting(lifecycle.finish_many, finished, what="recording outcomes")
             if running:
-                lifecycle.extend_leases(list(by_id))
+                reconnecting(lifecycle.extend_leases, list(by_id), what="renewing leases")
 
 
 def report_dead(job_ids: list[str]) -> None:

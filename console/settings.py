@@ -194,6 +194,8 @@ JOB_STALE_QUEUED_SECONDS = env.float("JOB_STALE_QUEUED_SECONDS", default=15.0)
 JOB_LEASE_SECONDS = env.float("JOB_LEASE_SECONDS", default=30.0)
 JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=5.0)
 JOB_PENDING_GRACE_SECONDS = env.float("JOB_PENDING_GRACE_SECONDS", default=5.0)
+# How long a worker keeps retrying a database that went away before giving its jobs up.
+DATABASE_RETRY_SECONDS = env.float("DATABASE_RETRY_SECONDS", default=60.0)
 RETRY_BASE_SECONDS = env.float("RETRY_BASE_SECONDS", default=5.0)
 RETRY_MAX_SECONDS = env.float("RETRY_MAX_SECONDS", default=15 * 60.0)
 

@@ -1,10 +1,20 @@
 """End to end: the HTTP API, a real RQ worker, a local OpenAI-compatible server and a callback."""
 
 import json
+import logging
+import os
 import re
+import signal
+import sqlite3
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from django.db import connection
 
 from connectors import jobs, lifecycle
 from connectors.models import AuditEvent, Credential, Job, JobAttempt, Provider
@@ -290,6 +300,109 @@ def test_job_of_a_dead_worker_is_recovered_when_its_lease_expires(client, key, o
     assert (job.status, job.attempts) == (Job.Status.SUCCEEDED, 2)
     assert list(job.attempt_rows.values_list("outcome", flat=True)) == ["lost", "succeeded"]
     assert len(openai_server.requests) == 1
+
+
+def start_worker_process(settings, redis_url, **env) -> subprocess.Popen:
+    """`manage.py run_worker` in its own process, on this test's database and Redis."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        database_url = f"sqlite:///{database['NAME']}"
+    else:
+        url = urlsplit(os.environ["DATABASE_URL"])
+        database_url = url._replace(path=f"/{database['NAME']}").geturl()
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_worker"],
+        cwd=Path(__file__).resolve().parents[1],
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def test_a_worker_killed_mid_job_loses_nothing_and_writes_back_once(
+    client, key, openai_server, callback_server, settings, redis_url
+):
+    openai_server.script([("slow", 30, '{"decision": "reject"}')])  # the first call hangs
+    openai_server.reply('{"decision": "approve"}')
+    job = send(client, key, {"note": "the worker dies"})
+    worker = start_worker_process(
+        settings, redis_url, JOB_LEASE_SECONDS="2", JOB_HEARTBEAT_SECONDS="0.5"
+    )
+    deadline = time.monotonic() + 30
+    while not openai_server.requests:  # the AI call is in flight
+        assert time.monotonic() < deadline and worker.poll() is None, "the worker never called"
+        time.sleep(0.05)
+
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    job.refresh_from_db()
+    assert job.status == Job.Status.RUNNING
+    time.sleep(2.5)  # its lease runs out: nobody renews it any more
+    drain()
+
+    job.refresh_from_db()
+    assert (job.status, job.result["ai_decision"]) == (Job.Status.SUCCEEDED, "approve")
+    assert list(job.attempt_rows.values_list("outcome", flat=True)) == ["lost", "succeeded"]
+    assert len(callback_server.received) == 1
+
+
+@pytest.fixture
+def database_outage(monkeypatch):
+    """Break the job database for a few seconds once the AI has been called.
+
+    PostgreSQL: every connection to the database is terminated (what a failover or a restart
+    does). SQLite has no connection to lose: another process holds its write lock longer than
+    the busy timeout instead ("database is locked")."""
+    settings_dict = connection.settings_dict
+    is_sqlite = settings_dict["ENGINE"].endswith("sqlite3")
+    if is_sqlite:
+        monkeypatch.setitem(settings_dict["OPTIONS"], "timeout", 0.5)
+        connection.close()  # reopen with the short busy timeout
+
+    def break_when_called(openai_server, seconds: float) -> None:
+        deadline = time.monotonic() + 20
+        while not openai_server.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if is_sqlite:
+            lock = sqlite3.connect(settings_dict["NAME"], isolation_level=None)
+            lock.execute("BEGIN EXCLUSIVE")
+            time.sleep(seconds)
+            lock.execute("ROLLBACK")
+            lock.close()
+        else:
+            with connection.cursor() as cursor:  # this thread's own connection
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            connection.close()
+
+    yield break_when_called
+    connection.close()  # the next test opens one with the configured timeout
+
+
+def test_a_database_outage_mid_job_loses_no_answer_and_writes_back_once(
+    client, key, openai_server, callback_server, database_outage, caplog
+):
+    openai_server.script([("slow", 1, '{"decision": "approve"}')])
+    job = send(client, key, {"note": "the database blinks"})
+    outage = threading.Thread(target=database_outage, args=(openai_server, 2.5))
+    outage.start()
+
+    with caplog.at_level(logging.WARNING, logger="connectors.database"):
+        drain()
+    outage.join()
+
+    assert "database error while recording outcomes" in caplog.text  # the outage happened
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (Job.Status.SUCCEEDED, 1)
+    assert len(openai_server.requests) == 1
+    assert len(callback_server.received) == 1
 
 
 def test_a_job_run_twice_is_recorded_once(client, key, openai_server):
