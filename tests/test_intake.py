@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
 from standardwebhooks.webhooks import Webhook
 
 from connectors.models import AuditEvent, Job, WebhookReceipt
@@ -229,6 +230,25 @@ def test_the_webhook_source_config_is_validated(config, message):
     assert WebhookSource.validate_config({"requests_per_minute": 60}) == {"requests_per_minute": 60}
     with pytest.raises(ValueError, match=message):
         WebhookSource.validate_config(config)
+
+
+def test_an_unreachable_database_is_a_503_to_retry_not_a_500(client, key, monkeypatch):
+    unreachable = (
+        {"NAME": "/nonexistent/interlock.sqlite3"}
+        if connection.vendor == "sqlite"
+        else {"HOST": "127.0.0.1", "PORT": "1"}
+    )
+    for name, value in unreachable.items():
+        monkeypatch.setitem(connection.settings_dict, name, value)
+    connection.close()  # the request opens a new connection, which fails
+    try:
+        response = post(client, "invoices", {"text": "a"}, key=key)
+    finally:
+        monkeypatch.undo()
+        connection.close()
+
+    assert (response.status_code, response.json()["code"]) == (503, "database_unavailable")
+    assert response["Retry-After"] == "5"
 
 
 def test_unknown_api_path_answers_json_404(client):

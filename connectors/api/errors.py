@@ -1,9 +1,14 @@
 """API errors: JSON with a stable `code` and a human `detail`, plus what was wrong."""
 
+import logging
+
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(exceptions.APIException):
@@ -38,6 +43,16 @@ def handle_exception(exc, context):
             {"code": exc.code, "detail": str(exc.detail), **exc.extra},
             exc.status_code,
             headers=exc.headers,
+        )
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.warning("database unavailable: %s", exc)
+        return Response(
+            {
+                "code": "database_unavailable",
+                "detail": "The database is unavailable; nothing was accepted. Retry shortly.",
+            },
+            503,
+            headers={"Retry-After": "5"},
         )
     response = exception_handler(exc, context)
     if response is None:
