@@ -98,6 +98,15 @@ def test_connector_is_created_with_its_inlines_and_one_audit_event(admin_client,
     assert event.changes["redaction"] == [None, [{"detector": "ssn", "action": "mask"}]]
 
 
+def test_connector_page_shows_its_intake_url_and_rate_limit(admin_client, make_connector):
+    connector = make_connector("invoices", source_config={"requests_per_minute": 120})
+
+    page = admin_client.get(f"/admin/connectors/connector/{connector.pk}/change/").content.decode()
+
+    assert "/api/v1/connectors/invoices/records/" in page
+    assert "Rate limit: 120 requests per minute (all keys together)" in page
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

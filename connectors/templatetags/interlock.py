@@ -1,6 +1,7 @@
 from django import template
 
 from connectors import dashboard
+from connectors.api.throttling import intake_limit
 
 register = template.Library()
 
@@ -17,3 +18,9 @@ def interlock_dashboard(context):
 @register.filter
 def percent(value) -> str:
     return "—" if value is None else f"{value:.1%}"
+
+
+@register.filter
+def requests_per_minute(connector) -> str:
+    limit = intake_limit(connector)
+    return f"{limit} requests per minute (all keys together)" if limit else "no limit"
