@@ -7,6 +7,7 @@ import contextlib
 import json
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -148,6 +149,34 @@ class CallbackServer(_Server):
         except WebhookVerificationError:
             return False
         return True
+
+
+class TokenServer(_Server):
+    """An authorization server's OAuth2 token endpoint (client credentials grant)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}/oauth2/token"
+        self.requests: list[dict] = []
+        self.issued = 0
+
+    def handle(self, handler, raw: bytes | None) -> None:
+        with self.lock:
+            self.requests.append(dict(urllib.parse.parse_qsl((raw or b"").decode())))
+        step = self.next_step()
+        if step is not None:  # (status, body)
+            return self.send(handler, step[0], json.dumps(step[1]).encode())
+        with self.lock:
+            self.issued += 1
+            token = {"access_token": f"access-{self.issued}", "token_type": "Bearer"}
+        self.send(handler, 200, json.dumps({**token, "expires_in": 3600}).encode())
+
+
+@pytest.fixture
+def token_server():
+    server = TokenServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -170,3 +170,44 @@ def test_canaries_never_reach_the_console_exports_or_metrics(admin_client, proce
         response = admin_client.get(url)
         assert response.status_code == 200, where
         assert_clean(response.content.decode(), where)
+
+
+def test_oauth2_client_secret_and_access_token_stay_out_of_jobs_logs_and_audit(
+    client, make_connector, callback_server, token_server, api_key, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    client_secret = Credential(name="erp-oauth", kind=Credential.Kind.OAUTH2)
+    client_secret.set_value(CANARY_SECRET)
+    client_secret.save()
+    connector = make_connector(
+        "oauth",
+        sink_kind="http",
+        sink_config={
+            "url": callback_server.url,
+            "auth": "oauth2",
+            "token_url": token_server.url,
+            "client_id": "erp",
+            "credential": "erp-oauth",
+        },
+        max_attempts=2,
+    )
+    echo = {"error": "temporarily_unavailable", "error_description": f"got {CANARY_SECRET}"}
+    token_server.script([(503, echo)])  # a careless server echoes the secret it was sent
+    key = api_key(connector)[1]
+    client.post(
+        "/api/v1/connectors/oauth/records/",
+        data=json.dumps({"text": "pay"}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+
+    drain()
+
+    job = Job.objects.get()
+    assert (job.status, job.attempts) == (Job.Status.SUCCEEDED, 2)
+    assert callback_server.received[0][0]["authorization"] == "Bearer access-1"
+    stored = [*Job.objects.values(), *JobAttempt.objects.values(), *AuditEvent.objects.values()]
+    dump = json.dumps(stored, default=str) + caplog.text
+    assert "token endpoint answered HTTP 503" in dump  # the failure is recorded...
+    assert CANARY_SECRET not in dump  # ...without the secret
+    assert "access-1" not in dump

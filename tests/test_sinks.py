@@ -80,13 +80,100 @@ def test_basic_auth(callback_server):
     assert callback_server.received[0][0]["authorization"] == "Basic ZXJwOnB3"
 
 
+OAUTH2_CONFIG = {"url": "https://x", "auth": "oauth2", "client_id": "a", "credential": "c"}
+
+
+def oauth2_sink(callback_server, token_server) -> HttpSink:
+    config = {
+        "url": callback_server.url,
+        "auth": "oauth2",
+        "token_url": token_server.url,
+        "client_id": "erp-client",
+        "scope": "callbacks",
+        "credential": "erp-oauth",
+    }
+    return HttpSink(HttpSink.validate_config(config), {"credential": CANARY_SECRET})
+
+
+def test_oauth2_fetches_one_token_and_sends_it_with_every_callback(callback_server, token_server):
+    target = oauth2_sink(callback_server, token_server)
+    target.write(DELIVERY)
+    target.write(DELIVERY)
+
+    assert token_server.requests == [
+        {
+            "grant_type": "client_credentials",
+            "client_id": "erp-client",
+            "client_secret": CANARY_SECRET,
+            "scope": "callbacks",
+        }
+    ]
+    authorizations = [headers["authorization"] for headers, _, _ in callback_server.received]
+    assert authorizations == ["Bearer access-1", "Bearer access-1"]
+
+
+def test_a_refused_access_token_is_replaced_on_the_next_attempt(callback_server, token_server):
+    callback_server.script([401])
+    target = oauth2_sink(callback_server, token_server)
+
+    with pytest.raises(SinkError) as caught:
+        target.write(DELIVERY)
+    target.write(DELIVERY)
+
+    assert not caught.value.permanent
+    authorizations = [headers["authorization"] for headers, _, _ in callback_server.received]
+    assert authorizations == ["Bearer access-1", "Bearer access-2"]
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "permanent", "message"),
+    [
+        (401, "invalid_client", True, "HTTP 401: invalid_client"),
+        (400, "invalid_scope", True, "check the client id, secret and scope"),
+        (503, "temporarily_unavailable", False, "HTTP 503"),
+    ],
+)
+def test_token_endpoint_refusals_are_named_and_never_echo_the_secret(
+    callback_server, token_server, status, error, permanent, message
+):
+    description = f"client secret {CANARY_SECRET} is wrong"  # a careless server echoes it
+    token_server.script([(status, {"error": error, "error_description": description})])
+
+    with pytest.raises(SinkError) as caught:
+        oauth2_sink(callback_server, token_server).write(DELIVERY)
+
+    assert caught.value.permanent is permanent
+    assert message in str(caught.value)
+    assert CANARY_SECRET not in str(caught.value)
+    assert callback_server.received == []  # nothing is sent without a token
+
+
+def test_oauth2_test_connection_fetches_a_token(callback_server, token_server):
+    assert oauth2_sink(callback_server, token_server).test_connection().startswith("OK")
+
+    [(headers, _, _)] = callback_server.received
+    assert headers["authorization"] == "Bearer access-1"
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
         ({}, "needs a url"),
+        ({"url": "https://x", "auth": "oauth2"}, "needs token_url, client_id, credential"),
+        (
+            {
+                "url": "https://x",
+                "auth": "oauth2",
+                "token_url": "x",
+                "client_id": "a",
+                "credential": "c",
+            },
+            "token_url must be",
+        ),
+        ({"url": "https://x", "client_id": "a"}, "are for auth: oauth2"),
         ({"url": "ftp://x"}, "http:// or https://"),
         ({"url": "https://x", "colour": "red"}, "unknown keys colour"),
-        ({"url": "https://x", "auth": "digest"}, "auth must be"),
+        ({"url": "https://x", "auth": "digest"}, "auth must be 'bearer', 'basic' or 'oauth2'"),
         ({"url": "https://x", "timeout": 0}, "timeout"),
         ({"url": "https://x", "headers": {"Authorization": "x"}}, "with a credential"),
     ],

@@ -11,11 +11,12 @@ from urllib.parse import urlsplit
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from connectors import http
+from connectors import http, oauth2
 from connectors.errors import SinkError
 from connectors.sinks.base import Delivery, Sink, WriteOutcome
 
 KNOWN_KEYS = {"url", "credential", "auth", "signing_credential", "timeout", "headers"}
+OAUTH2_KEYS = {"token_url", "client_id", "scope"}
 
 
 class HttpSink(Sink):
@@ -42,12 +43,28 @@ class HttpSink(Sink):
         if signing_secret:
             headers["webhook-signature"] = Webhook(signing_secret).sign(delivery.job_id, now, body)
         token = self._secrets.get("credential")
-        if token and self.config.get("auth") == "basic":
+        auth = self.config.get("auth", "bearer")
+        if token and auth == "basic":
             user, _, password = token.partition(":")
             headers["Authorization"] = httpx.BasicAuth(user, password)._auth_header
+        elif token and auth == "oauth2":
+            access_token = oauth2.access_token(
+                self.client_credentials, self.client, error_class=SinkError
+            )
+            headers["Authorization"] = f"Bearer {access_token}"
         elif token:
             headers["Authorization"] = f"Bearer {token}"
         return headers
+
+    @property
+    def client_credentials(self) -> oauth2.ClientCredentials:
+        """auth: oauth2: the credential holds the client secret, the config the rest."""
+        return oauth2.ClientCredentials(
+            token_url=self.config["token_url"],
+            client_id=self.config["client_id"],
+            client_secret=self._secrets["credential"],
+            scope=self.config.get("scope", ""),
+        )
 
     def write(self, delivery: Delivery) -> WriteOutcome:
         url = self.config["url"]
@@ -70,6 +87,9 @@ class HttpSink(Sink):
             raise http.transport_failure(error, what="callback", error_class=SinkError) from None
         if response.status_code == 409:
             return WriteOutcome(target=url, status="409", detail="already written")
+        if response.status_code == 401 and self.config.get("auth") == "oauth2":
+            oauth2.forget(self.client_credentials)  # revoked or expired early: fetch a new one
+            raise SinkError("callback refused the access token; retrying with a new one")
         http.classify_response(response, what="callback", error_class=SinkError)
         return WriteOutcome(target=url, status=str(response.status_code))
 
@@ -99,10 +119,11 @@ class HttpSink(Sink):
 
     @classmethod
     def validate_config(cls, config: dict) -> dict:
-        unknown = set(config) - KNOWN_KEYS
+        known = KNOWN_KEYS | OAUTH2_KEYS
+        unknown = set(config) - known
         if unknown:
             raise ValueError(
-                f"unknown keys {', '.join(sorted(unknown))}; known: {', '.join(sorted(KNOWN_KEYS))}"
+                f"unknown keys {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
             )
         url = config.get("url")
         if not url:
@@ -110,8 +131,13 @@ class HttpSink(Sink):
         parts = urlsplit(str(url))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("the url must be an http:// or https:// address")
-        if config.get("auth", "bearer") not in ("bearer", "basic"):
-            raise ValueError("auth must be 'bearer' or 'basic'")
+        auth = config.get("auth", "bearer")
+        if auth not in ("bearer", "basic", "oauth2"):
+            raise ValueError("auth must be 'bearer', 'basic' or 'oauth2'")
+        if auth == "oauth2":
+            validate_oauth2(config)
+        elif set(config) & OAUTH2_KEYS:
+            raise ValueError("token_url, client_id and scope are for auth: oauth2")
         timeout = config.get("timeout", 30)
         if not isinstance(timeout, int | float) or not 1 <= timeout <= 300:
             raise ValueError("timeout must be a number of seconds between 1 and 300")
@@ -123,3 +149,16 @@ class HttpSink(Sink):
         if {name.lower() for name in headers} & {"authorization", "webhook-signature"}:
             raise ValueError("set authentication with a credential, not in headers")
         return config
+
+
+def validate_oauth2(config: dict) -> None:
+    missing = [key for key in ("token_url", "client_id", "credential") if not config.get(key)]
+    if missing:
+        raise ValueError(
+            f"auth: oauth2 needs {', '.join(missing)} (the credential holds the client secret)"
+        )
+    parts = urlsplit(str(config["token_url"]))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("token_url must be an http:// or https:// address")
+    if not isinstance(config["client_id"], str) or not isinstance(config.get("scope", ""), str):
+        raise ValueError("client_id and scope must be text")
