@@ -155,8 +155,9 @@ class Verification:
     reason: str = ""
 
 
-def verify(checkpoint: dict | None = None) -> Verification:
-    """Walk the chain in order; name the first event that breaks it."""
+def verify(checkpoint: dict | None = None, progress=None, every: int = 100_000) -> Verification:
+    """Walk the chain in order; name the first event that breaks it. `progress(checked)` is
+    called every `every` events (a long chain takes minutes)."""
     expected_sequence, expected_previous, checked = 1, GENESIS_HASH, 0
     events = AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000)
     hashes_at_checkpoint = None
@@ -171,6 +172,8 @@ def verify(checkpoint: dict | None = None) -> Verification:
         if checkpoint and event.sequence == checkpoint["sequence"]:
             hashes_at_checkpoint = event.hash
         expected_previous, expected_sequence, checked = event.hash, event.sequence + 1, checked + 1
+        if progress and checked % every == 0:
+            progress(checked)
     head_sequence = expected_sequence - 1
     head = AuditChainHead.objects.filter(pk=1).first()
     if head and (head.sequence, head.hash) != (head_sequence, expected_previous):

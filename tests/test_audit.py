@@ -37,6 +37,17 @@ def test_intact_chain_verifies(chain):
     assert verify() == "Audit chain intact: 5 events, head #5.\n"
 
 
+def test_a_long_verification_reports_its_progress(chain):
+    seen = []
+
+    result = audit.verify(progress=seen.append, every=2)
+
+    assert result.is_valid and seen == [2, 4]
+    err = io.StringIO()
+    call_command("verify_audit", stdout=io.StringIO(), stderr=err)
+    assert err.getvalue().startswith("Verifying 5 audit events")
+
+
 def test_events_are_linked_by_their_hashes(chain):
     assert chain[0].previous_hash == audit.GENESIS_HASH
     for previous, event in itertools.pairwise(chain):

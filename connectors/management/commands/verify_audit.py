@@ -4,6 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from connectors import audit
+from connectors.models import AuditEvent
 
 
 class Command(BaseCommand):
@@ -23,7 +24,12 @@ class Command(BaseCommand):
                 checkpoint = {"sequence": int(checkpoint["sequence"]), "hash": checkpoint["hash"]}
             except (OSError, ValueError, KeyError, TypeError) as error:
                 raise CommandError(f"cannot read the checkpoint: {error}") from None
-        result = audit.verify(checkpoint)
+        total = AuditEvent.objects.count()
+        self.stderr.write(f"Verifying {total:,} audit events…")
+        result = audit.verify(
+            checkpoint,
+            progress=lambda checked: self.stderr.write(f"  {checked:,} of {total:,} verified"),
+        )
         if not result.is_valid:
             raise CommandError(
                 f"audit chain broken at event #{result.broken_sequence}: {result.reason} "
