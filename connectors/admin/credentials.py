@@ -13,7 +13,9 @@ class CredentialForm(forms.ModelForm):
         required=False,
         strip=False,
         help_text="Write-only: stored encrypted, never shown again. Leave empty to keep the "
-        "current value.",
+        "current value. Basic auth: user:password. OAuth2 client credentials: the client "
+        "secret (token_url, client_id and scope go in the sink config). Database URL: e.g. "
+        "postgresql://user:password@host:5432/erp.",
     )
 
     class Meta:
