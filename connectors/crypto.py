@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import json
 from functools import cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -64,3 +65,11 @@ def redaction_hash_key() -> bytes:
 
 def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def record_fingerprint(record) -> str:
+    """A keyed hash of a raw record (canonical JSON): equal records, equal fingerprints, and
+    the PII in it cannot be recovered by hashing guesses without the key."""
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    message = b"idempotency\x00" + canonical.encode()
+    return hmac.new(redaction_hash_key(), message, hashlib.sha256).hexdigest()

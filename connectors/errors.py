@@ -46,6 +46,13 @@ class MappingError(PipelineError):
         self.field = field
 
 
+class UnstorableValue(PipelineError):
+    """A record holds a value no job row can hold (NUL, unpaired surrogate, non-finite number)."""
+
+    code = "invalid_value"
+    permanent = True
+
+
 class RedactionError(PipelineError):
     """A detector failed: the record is refused rather than sent unredacted."""
 

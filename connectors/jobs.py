@@ -48,6 +48,7 @@ class Submission:
     source_reference: str = ""
     source_metadata: dict = field(default_factory=dict)
     source_file_id: int | None = None
+    fingerprint: str = ""  # set by callers whose key may be reused for another record by mistake
 
 
 class RecordRejected(Exception):
@@ -91,6 +92,7 @@ def submit(
             id=uuid.uuid4(),
             connector=connector,
             idempotency_key=key,
+            record_fingerprint=submission.fingerprint,
             source_reference=submission.source_reference[:500],
             source_metadata=submission.source_metadata,
             source_file_id=submission.source_file_id,
@@ -111,6 +113,7 @@ def submit(
                 job.connector = connector  # str(job) in the audit entry needs it: no query each
                 by_key[job.idempotency_key] = job
         results = [(by_key[key], by_key[key].id in new_ids) for key in keys]
+        refuse_reused_keys(results, submissions)
         created = [job for job, is_new in results if is_new]
         audit.record_many(
             audit.entry_for(
@@ -126,6 +129,21 @@ def submit(
             ids = [str(job.id) for job in created]
             transaction.on_commit(lambda: enqueue(ids))
     return results
+
+
+def refuse_reused_keys(results: list[tuple[Job, bool]], submissions: Sequence[Submission]) -> None:
+    """A key seen before must come with the same record; otherwise the caller reused a key for a
+    new record (a counter reset, a collision) and answering with the old job would lose it."""
+    for index, ((job, is_new), submission) in enumerate(zip(results, submissions, strict=True)):
+        stored, sent = job.record_fingerprint, submission.fingerprint
+        if not is_new and stored and sent and stored != sent:
+            error = PipelineError(
+                f"idempotency key {job.idempotency_key!r} was already used for a different "
+                f"record (job {job.id}); use a new key for a new record",
+                code="idempotency_key_reused",
+                permanent=True,
+            )
+            raise RecordRejected(index, error)
 
 
 # --- Enqueue and run -----------------------------------------------------------------------

@@ -326,6 +326,13 @@ class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="jobs")
     idempotency_key = models.CharField(max_length=255)
+    record_fingerprint = models.CharField(
+        max_length=64,
+        blank=True,
+        editable=False,
+        help_text="Keyed hash of the record sent with an Idempotency-Key: a replay with the "
+        "same key but another record is refused, not answered with this job.",
+    )
     source_reference = models.CharField(max_length=500, blank=True)
     source_metadata = models.JSONField(
         default=dict, blank=True, help_text="Where to answer: row key, reply-to queue, …"

@@ -19,9 +19,18 @@ from typing import Any
 
 from django.conf import settings
 
-from connectors import crypto, lifecycle, mapping, models, prompts, ratelimit, redaction
+from connectors import (
+    crypto,
+    legacy_json,
+    lifecycle,
+    mapping,
+    models,
+    prompts,
+    ratelimit,
+    redaction,
+)
 from connectors.database import reconnecting
-from connectors.errors import ConfigError, OutputError, PipelineError
+from connectors.errors import ConfigError, OutputError, PipelineError, UnstorableValue
 from connectors.models import Connector, Credential, FieldMapping, Job, RedactionRule
 from connectors.providers import PROVIDERS
 from connectors.providers.base import Provider, ProviderSettings
@@ -65,10 +74,13 @@ def load_intake_plan(connector: Connector) -> IntakePlan:
 
 
 def prepare(plan: IntakePlan, record: Any) -> PreparedRecord:
-    """Map, redact, render; raises MappingError (bad record) or RedactionError (fail closed)."""
+    """Map, redact, render; raises MappingError or UnstorableValue (bad record) or
+    RedactionError (fail closed)."""
     fields = mapping.map_fields(record, plan.input_fields)
     redacted = redaction.redact(fields, plan.rules, hash_key=crypto.redaction_hash_key())
     prompt = prompts.render_prompt(plan.prompt_template, redacted.fields)
+    if problem := legacy_json.unstorable(redacted.fields) or legacy_json.unstorable(prompt):
+        raise UnstorableValue(f"{problem}, which cannot be stored")
     return PreparedRecord(redacted.fields, redacted.hits, redacted.tokens, prompt)
 
 

@@ -127,10 +127,13 @@ def test_a_bad_message_is_refused_with_a_reply(broker, consumer):
     channel, queues = broker
     publish(channel, queues["in"], "not json", reply_to=queues["out"], correlation_id="bad")
     publish(channel, queues["in"], {"other": 1}, reply_to=queues["out"], correlation_id="unmapped")
+    deep = '{"note": ' + "[" * 5000 + "]" * 5000 + "}"  # once crashed the consumer, forever
+    publish(channel, queues["in"], deep, reply_to=queues["out"], correlation_id="deep")
 
-    answers = dict(replies(channel, queues["out"], 2))
+    answers = dict(replies(channel, queues["out"], 3))
 
     assert answers["bad"] == {"status": "refused", "error": "the message must be a JSON object"}
+    assert answers["deep"] == answers["bad"]
     assert answers["unmapped"] == {
         "status": "refused",
         "error": "required field 'note' is missing",

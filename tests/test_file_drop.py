@@ -149,6 +149,31 @@ def test_json_lines_and_json_arrays(make_file_connector, drop_folder):
     assert output[119] == {"note": "n119", "ai_answer": answer("n119"), "ai_error": None}
 
 
+def test_json_no_row_can_hold_is_reported_per_line(make_file_connector, drop_folder):
+    connector = make_file_connector("jsonl")
+    lines = [
+        '\ufeff{"note": "after a byte order mark"}',
+        '{"note": 1e999}',
+        '{"note": ' + "[" * 5000 + "]" * 5000 + "}",
+        '{"note": "nul \\u0000 inside"}',
+        '{"note": "fine"}',
+    ]
+    drop(drop_folder, "odd.jsonl", "\n".join(lines) + "\n")
+
+    source_file = process(connector)
+
+    assert source_file.status == "done"
+    assert [(e["line"], e["error"]) for e in source_file.errors] == [
+        (2, "not valid JSON: the number 1e999 is too large"),
+        (3, "not valid JSON: the JSON is nested too deeply"),
+        (4, "text contains a NUL character, which cannot be stored"),
+    ]
+    assert sorted(job.input_data["text"] for job in Job.objects.all()) == [
+        "after a byte order mark",
+        "fine",
+    ]
+
+
 def test_xml_records_are_read_and_written(make_file_connector, drop_folder):
     connector = make_file_connector("xml", record_element="invoice")
     drop(

@@ -260,6 +260,96 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_500(client, key, monkey
     assert response["Retry-After"] == "5"
 
 
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"text": 1e999}', "too large"),
+        ('{"text": NaN}', "NaN is not valid JSON"),
+    ],
+)
+def test_json_no_row_can_hold_is_a_400(client, key, raw, reason):
+    response = post(client, "invoices", None, key=key, raw=raw)
+
+    assert (response.status_code, response.json()["code"]) == (400, "malformed_json")
+    assert reason in response.json()["detail"]
+    assert Job.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (r'{"text": "a\u0000b"}', "text contains a NUL character"),
+        (r'{"text": "a\ud800b"}', "text contains an unpaired surrogate"),
+    ],
+)
+def test_values_no_database_can_store_are_refused_by_name(client, key, raw, reason):
+    response = post(client, "invoices", None, key=key, raw=raw)
+
+    assert (response.status_code, response.json()["code"]) == (422, "invalid_value")
+    assert reason in response.json()["detail"]
+    assert Job.objects.count() == 0
+
+
+def test_a_reused_idempotency_key_with_another_record_is_refused(client, key):
+    batch = post(
+        client,
+        "invoices",
+        {"records": [{"text": "batch"}]},
+        key=key,
+        headers={"Idempotency-Key": "K"},
+    )
+    single = post(
+        client, "invoices", {"text": "a new record"}, key=key, headers={"Idempotency-Key": "K:0"}
+    )  # the batch's record 0 has key K:0
+    retry = post(client, "invoices", {"text": "batch"}, key=key, headers={"Idempotency-Key": "K:0"})
+
+    assert batch.status_code == 202
+    assert (single.status_code, single.json()["code"]) == (409, "idempotency_key_reused")
+    assert retry.status_code == 202  # the same record again is a replay, not a conflict
+    assert retry.json()["jobs"][0]["id"] == batch.json()["jobs"][0]["id"]
+    assert Job.objects.count() == 1
+
+
+def test_a_missing_trailing_slash_is_forgiven(client, key):
+    response = client.post(
+        "/api/v1/connectors/invoices/records",
+        data=json.dumps({"text": "no slash"}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+
+    assert response.status_code == 202
+    job_id = response.json()["jobs"][0]["id"]
+    assert (
+        client.get(f"/api/v1/jobs/{job_id}", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
+    )
+
+
+def test_an_idempotency_key_with_a_trailing_newline_is_refused(client, key):
+    response = post(
+        client, "invoices", {"text": "a"}, key=key, headers={"Idempotency-Key": "abc\n"}
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_idempotency_key")
+
+
+def test_an_overlong_webhook_id_is_refused_not_truncated(client, connector, api_key):
+    _, key, secret = api_key(connector, signed=True)
+    body = json.dumps({"text": "signed"}).encode()
+
+    response = post(
+        client,
+        "invoices",
+        None,
+        key=key,
+        raw=body,
+        headers=signed_headers(secret, body, msg_id="m" * 256),
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_webhook_id")
+
+
 def test_unknown_api_path_answers_json_404(client):
     response = client.get("/api/v1/nothing-here/")
 

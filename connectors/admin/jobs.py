@@ -66,7 +66,7 @@ class JobAdmin(ReadOnlyModelAdmin):
     date_hierarchy = "created_at"
     inlines = [JobAttemptInline]
     actions = ["retry", "cancel"]
-    exclude = ["encrypted_tokens"]
+    exclude = ["encrypted_tokens", "record_fingerprint"]
     readonly_fields = ["lineage_link"]
     fieldsets = [
         (

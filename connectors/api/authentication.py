@@ -124,6 +124,13 @@ def verify_signature(api_key: ApiKey, request) -> str:
         name: request.headers.get(name, "")
         for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
     }
+    webhook_id = headers["webhook-id"]
+    if len(webhook_id) > 255 or not webhook_id.isprintable():
+        raise ApiError(
+            status.HTTP_400_BAD_REQUEST,
+            "invalid_webhook_id",
+            "webhook-id must be at most 255 printable characters.",
+        )
     body = read_body(request)
     try:
         Webhook(api_key.signing_secret()).verify(body, headers, json_parse=False)
@@ -138,7 +145,7 @@ def verify_signature(api_key: ApiKey, request) -> str:
             "invalid_signature",
             "webhook-signature must be space-separated 'v1,<base64>' values over a UTF-8 body.",
         ) from None
-    return headers["webhook-id"][:255]
+    return webhook_id
 
 
 def touch(api_key: ApiKey) -> None:

@@ -17,7 +17,9 @@ class IntakeQuerySerializer(serializers.Serializer):
 
 
 class IdempotencyKeySerializer(serializers.Serializer):
-    key = serializers.RegexField(r"^[\x21-\x7e]{1,200}$", required=False, allow_blank=True)
+    key = serializers.RegexField(
+        r"\A[\x21-\x7e]{1,200}\Z", required=False, allow_blank=True, trim_whitespace=False
+    )
 
 
 class JobRefSerializer(serializers.ModelSerializer):

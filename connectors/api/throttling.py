@@ -12,7 +12,7 @@ from connectors.models import Connector
 def intake_limit(connector: Connector) -> int:
     """Requests per minute; 0 means no limit."""
     configured = connector.source_config.get("requests_per_minute")
-    if connector.source_kind == "webhook" and configured:
+    if connector.source_kind == "webhook" and isinstance(configured, int) and configured > 0:
         return configured
     return settings.INTAKE_REQUESTS_PER_MINUTE
 

@@ -1,6 +1,5 @@
 """The HTTP API: views orchestrate; validation is in serializers, work in connectors.jobs."""
 
-import json
 import math
 import time
 
@@ -11,7 +10,7 @@ from rest_framework import permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from connectors import audit, jobs
+from connectors import audit, crypto, jobs, legacy_json
 from connectors.api.authentication import ApiKeyAuthentication, body_too_large, read_body
 from connectors.api.errors import ApiError
 from connectors.api.serializers import (
@@ -81,6 +80,7 @@ class RecordsView(KeyAuthenticatedView):
                 if idempotency_key and is_batch
                 else idempotency_key,
                 source_reference=f"webhook {getattr(request, 'webhook_id', '')}".strip(),
+                fingerprint=crypto.record_fingerprint(record) if idempotency_key else "",
             )
             for index, record in enumerate(records)
         ]
@@ -121,14 +121,14 @@ class RecordsView(KeyAuthenticatedView):
 
 def parse_records(request) -> tuple[list, bool]:
     length = request.META.get("CONTENT_LENGTH") or "0"
-    if length.isdigit() and int(length) > settings.INTAKE_MAX_BODY_BYTES:
+    if length.isascii() and length.isdigit() and int(length) > settings.INTAKE_MAX_BODY_BYTES:
         raise body_too_large()
     raw = read_body(request)
     if not raw.strip():
         raise ApiError(400, "empty_body", "The body is empty; send a JSON record.")
     try:
-        body = json.loads(raw, parse_constant=reject_constant)
-    except (UnicodeDecodeError, ValueError) as error:
+        body = legacy_json.loads(raw)
+    except ValueError as error:  # also UnicodeDecodeError
         raise ApiError(400, "malformed_json", f"The body is not valid JSON: {error}") from None
     if isinstance(body, dict) and set(body) == {"records"}:
         body = body["records"]
@@ -155,10 +155,6 @@ def parse_records(request) -> tuple[list, bool]:
                 index=index,
             )
     return records, is_batch
-
-
-def reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def json_type(value) -> str:
@@ -190,7 +186,8 @@ def rejection(rejected: jobs.RecordRejected, is_batch: bool) -> ApiError:
     if getattr(error, "field", None):
         extra["field"] = error.field
     code = "missing_field" if error.code == "mapping_error" else error.code
-    return ApiError(422, code, where + error.message + "; nothing was accepted.", **extra)
+    status = 409 if code == "idempotency_key_reused" else 422
+    return ApiError(status, code, where + error.message + "; nothing was accepted.", **extra)
 
 
 def refresh_statuses(created: list[Job]) -> None:

@@ -17,6 +17,8 @@ from xml.etree.ElementTree import Element, SubElement, tostring
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, iterparse
 
+from connectors import legacy_json
+
 FORMATS = ("csv", "jsonl", "json", "xml")
 SURROGATE = re.compile(r"[\udc80-\udcff]")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -112,12 +114,13 @@ def read_jsonl(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator
                 continue
             number += 1
             try:
-                value = json.loads(line.decode("utf-8"))
+                value = legacy_json.loads(line)
             except UnicodeDecodeError:
                 yield Row(number, line_number, error="cannot be decoded as utf-8")
                 continue
-            except json.JSONDecodeError as error:
-                yield Row(number, line_number, error=f"not valid JSON: {error.msg}")
+            except ValueError as error:
+                reason = getattr(error, "msg", error)
+                yield Row(number, line_number, error=f"not valid JSON: {reason}")
                 continue
             if not isinstance(value, dict):
                 yield Row(number, line_number, error="each line must be a JSON object")
@@ -127,9 +130,8 @@ def read_jsonl(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator
 
 def read_json_array(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[Row]:
     """A JSON array of objects, decoded one element at a time from a sliding buffer."""
-    decoder = json.JSONDecoder()
     buffer, position, number, started = "", 0, 0, False
-    with path.open("r", encoding="utf-8", errors="strict") as handle:
+    with path.open("r", encoding="utf-8-sig", errors="strict") as handle:
         consumed = 0
 
         def more() -> bool:
@@ -160,11 +162,13 @@ def read_json_array(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Ite
                 if buffer[position] == "]":
                     return
                 try:
-                    value, end = decoder.raw_decode(buffer, position)
+                    value, end = legacy_json.raw_decode(buffer, position)
                 except json.JSONDecodeError:
                     if more():
                         continue
                     raise UnreadableFile(f"element {number + 1} is not valid JSON") from None
+                except ValueError as error:  # NaN, a number too large, nested too deeply
+                    raise UnreadableFile(f"element {number + 1}: {error}") from None
                 number += 1
                 position = end
                 if isinstance(value, dict):

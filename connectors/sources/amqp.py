@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pika
 
-from connectors import amqp
+from connectors import amqp, legacy_json
 from connectors.sources.base import Source, check_keys
 
 logger = logging.getLogger(__name__)
@@ -72,8 +72,8 @@ class AmqpSource(Source):
         items, refused = [], []
         for method, properties, body in messages:
             try:
-                record = json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError):
+                record = legacy_json.loads(body)
+            except ValueError:  # not UTF-8 or not JSON; NaN, huge numbers, too deep
                 record = None
             if not isinstance(record, dict):
                 refused.append((method, properties, "the message must be a JSON object"))
