@@ -293,6 +293,19 @@ def _check_connector(item, providers: set, credentials: set, problems: _Problems
                 problems.add(spot, error)
     for index, entry in enumerate(item.get("redaction") or []):
         _check_rule(entry, problems, f"{where}.redaction[{index}]")
+    outputs = {
+        entry.get("to") for entry in item.get("output_mapping") or [] if isinstance(entry, dict)
+    }
+    sink_config = dict(item.get("sink") or {})
+    try:
+        validation.check_writable_columns(
+            sink_config.pop("kind", "none"),
+            sink_config,
+            dict(item.get("source") or {}),
+            outputs - {None},
+        )
+    except ValidationError as error:
+        problems.add(f"{where}.output_mapping", error)
 
 
 def _apply_credential(item: dict, environ, actor: audit.Actor, summary: ImportSummary) -> None:

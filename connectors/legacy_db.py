@@ -5,6 +5,7 @@ Table and column names come from the admin; they are checked against the databas
 """
 
 import json
+import re
 from functools import cache
 from typing import Any
 
@@ -56,8 +57,19 @@ def json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+QUOTED = re.compile(r"""'[^']*'|"[^"]*"|`[^`]*`""")
+
+
 def describe_error(error: Exception) -> str:
-    """A driver error without its parameters (they may hold data) or the URL (a password)."""
-    if isinstance(error, sa.exc.DBAPIError):
-        return f"{type(error.orig).__name__}: {str(error.orig).splitlines()[0][:200]}"
-    return f"{type(error).__name__}"
+    """A driver error without its parameters or the URL (a password), and without anything it
+    quotes: drivers quote the offending value ("invalid input syntax for type integer: "SSN
+    219-09-9999"", "Duplicate entry 'jane@example.com'"), and that value may be PII."""
+    if not isinstance(error, sa.exc.DBAPIError):
+        return type(error).__name__
+    original = error.orig
+    code = getattr(original, "sqlstate", None) or getattr(original, "sqlite_errorname", None)
+    if code is None and original.args and isinstance(original.args[0], int):
+        code = original.args[0]  # MySQL/MariaDB error number
+    first_line = (str(original).splitlines() or [""])[0]
+    message = QUOTED.sub("…", first_line)[:200]
+    return f"{type(original).__name__}" + (f" ({code})" if code else "") + f": {message}"

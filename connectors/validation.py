@@ -112,3 +112,26 @@ def check_source_reachable(kind: str, config: dict) -> None:
         source_class(None, source_class.validate_config(config), secrets).test_connection()
     except ValueError as error:
         raise ValidationError({"source_config": str(error)}) from None
+
+
+def check_writable_columns(
+    sink_kind: str, sink_config: dict, source_config: dict, outputs: set[str]
+) -> None:
+    """A db_update sink writes only output-mapped columns, never the ones the pipeline manages.
+
+    Without output mappings the AI's JSON would name the columns, and a prompt injection could
+    rewrite the key or the status of the row."""
+    if sink_kind != "db_update":
+        return
+    if not outputs:
+        raise ValidationError(
+            "The db_update sink needs output mappings: they name the columns it may write."
+        )
+    sink = SINKS.get(sink_kind)
+    config = sink.effective_config(sink_config or {}, source_config or {})
+    managed = sorted(outputs & sink(config, {}).protected_columns())
+    if managed:
+        raise ValidationError(
+            f"Output mappings may not write {', '.join(managed)}: the pipeline manages the key, "
+            "status, claim and error columns."
+        )

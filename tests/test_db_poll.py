@@ -6,8 +6,9 @@ import threading
 
 import pytest
 import sqlalchemy as sa
+from django.core.exceptions import ValidationError
 
-from connectors import legacy_db, polling
+from connectors import legacy_db, polling, validation
 from connectors.models import Connector, Credential, Job
 from connectors.sources.db_poll import DbPollSource
 from tests.legacy_databases import create_tasks_table, drop, legacy_url  # noqa: F401
@@ -70,6 +71,45 @@ def test_pending_tasks_are_answered_and_marked_complete(tasks, poller):
     job = Job.objects.get(idempotency_key="row:3")
     assert job.source_metadata == {"key": 3}
     assert job.write_outcome["target"] == f"{table.name} id=3"
+
+
+def test_an_answer_may_not_write_the_columns_the_pipeline_manages(tasks, poller):
+    url, table = tasks
+    poller.mappings.create(direction="output", source_path="text", target_name="ai_status")
+
+    polling.poll(poller)
+    drain()
+
+    status, output, error = rows(url, table)[1]
+    assert (status, output) == ("error", None)  # not the AI's text in the status column
+    assert "would set ai_status, which the pipeline manages" in error
+    assert Job.objects.get(idempotency_key="row:1").status == "dead"
+
+
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [(set(), "needs output mappings"), ({"ai_output", "id"}, "may not write id")],
+)
+def test_db_update_output_mappings_are_checked_when_saved(outputs, message):
+    source = {"table": "tasks", "key_column": "id", "status_column": "ai_status"}
+
+    with pytest.raises(ValidationError, match=message):
+        validation.check_writable_columns("db_update", {}, source, outputs)
+
+
+def test_database_errors_never_repeat_the_values_they_complain_about(tasks):
+    url, table = tasks
+    pii = "SSN 219-09-9999"
+    try:
+        with legacy_db.engine_for(url).begin() as connection:
+            connection.execute(table.insert().values(id=pii))  # not an integer (SQLite takes it)
+            connection.execute(table.insert().values(id=pii))  # a duplicate key
+    except sa.exc.DBAPIError as error:
+        raised = error
+    described = legacy_db.describe_error(raised)
+
+    assert type(raised.orig).__name__ in described
+    assert pii not in described
 
 
 def test_claimed_rows_are_not_taken_again(tasks, poller):

@@ -81,6 +81,14 @@ class FieldMappingFormSet(forms.BaseInlineFormSet):
             for form in kept_forms(self)
             if form.cleaned_data.get("direction") == FieldMapping.Direction.INPUT
         }
+        outputs = {
+            form.cleaned_data["target_name"]
+            for form in kept_forms(self)
+            if form.cleaned_data.get("direction") == FieldMapping.Direction.OUTPUT
+        }
+        validation.check_writable_columns(
+            connector.sink_kind, connector.sink_config, connector.source_config, outputs
+        )
         if not inputs or not connector.prompt_template:
             return
         try:

@@ -72,17 +72,36 @@ class DbUpdateSink(Sink):
             raise outcome
         return outcome
 
+    def protected_columns(self) -> set[str]:
+        """Columns the pipeline manages; a result (an AI answer) must never set them."""
+        names = ("key_column", "status_column", "claim_column", "error_column")
+        return {self.config[name] for name in names if self.config.get(name)}
+
+    def refusal(self, table: sa.Table, delivery: Delivery) -> SinkError | None:
+        """Why this result cannot be written (one row's problem, not the batch's)."""
+        protected = sorted(self.protected_columns() & set(delivery.result))
+        if protected:
+            return SinkError(
+                f"the result would set {', '.join(protected)}, which the pipeline manages; "
+                "only output-mapped data columns are written",
+                permanent=True,
+            )
+        unknown = [name for name in delivery.result if name not in table.c]
+        if unknown:
+            return ConfigError(
+                f"table {table.name!r} has no column {', '.join(map(repr, unknown))}; "
+                "fix the output mapping"
+            )
+        return None
+
     def write_many(self, deliveries: list[Delivery]) -> dict:
         """All the rows in one legacy transaction, each conditional on still being claimed."""
         table = self.table()
-        for delivery in deliveries:
-            unknown = [name for name in delivery.result if name not in table.c]
-            if unknown:
-                raise ConfigError(
-                    f"table {table.name!r} has no column {', '.join(map(repr, unknown))}; "
-                    "fix the output mapping"
-                )
         written: dict = {}
+        for delivery in deliveries:
+            if (refused := self.refusal(table, delivery)) is not None:
+                written[delivery.job_id] = refused
+        deliveries = [delivery for delivery in deliveries if delivery.job_id not in written]
         unclaimed = []
         try:
             with self.engine.begin() as connection:
