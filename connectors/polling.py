@@ -4,12 +4,17 @@ Sources never import the job layer; this module builds each source with its decr
 and hands it `submit`, which turns records into committed, enqueued jobs.
 """
 
+import contextlib
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 
+from redis.exceptions import LockError, RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors import audit, jobs, legacy_db
+from connectors import audit, broker, jobs, legacy_db
 from connectors.errors import ConfigError
 from connectors.models import Connector, Credential
 from connectors.sources import SOURCES
@@ -38,8 +43,53 @@ def submit_items(connector: Connector, items: list[dict], *, rejected=None, sour
     return jobs.submit(connector, submissions, actor, rejected=rejected)
 
 
+POLL_LOCK_SECONDS = 60
+
+
+@contextmanager
+def exclusive(connector: Connector) -> Iterator[bool]:
+    """Yield True if this process may poll the connector now: one poller at a time across all
+    hosts (two would resume each other's files, or race for rows where the database has no
+    SKIP LOCKED). The lock is renewed while the poll runs and expires if its holder dies. With
+    Redis down nothing is polled: the records wait safely where they are."""
+    lock = broker.get_redis().lock(
+        f"interlock:poll:{connector.pk}", timeout=POLL_LOCK_SECONDS, blocking=False
+    )
+    try:
+        acquired = lock.acquire()
+    except RedisError as error:
+        logger.warning("not polling %s: Redis is unavailable (%s)", connector.slug, error)
+        acquired = False
+    if not acquired:
+        yield False
+        return
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(POLL_LOCK_SECONDS / 3):
+            with contextlib.suppress(RedisError, LockError):
+                lock.extend(POLL_LOCK_SECONDS, replace_ttl=True)
+
+    renewer = threading.Thread(target=renew, daemon=True)
+    renewer.start()
+    try:
+        yield True
+    finally:
+        stop.set()
+        renewer.join()
+        with contextlib.suppress(RedisError, LockError):
+            lock.release()
+
+
 def poll(connector: Connector) -> int:
     """One poll of one connector; errors are logged and retried at the next interval."""
+    with exclusive(connector) as allowed:
+        if not allowed:
+            return 0
+        return _poll(connector)
+
+
+def _poll(connector: Connector) -> int:
     try:
         source = build_source(connector)
         return source.poll(partial(submit_items, connector))

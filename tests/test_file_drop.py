@@ -343,3 +343,134 @@ def test_run_sources_once_polls_every_enabled_connector(make_file_connector, dro
     call_command("run_sources", "--once", stdout=out)
 
     assert out.getvalue() == "files-csv: 2 records submitted\n"
+
+
+# --- What legacy exports really look like, and pollers that fail halfway ----------------------
+
+
+def test_excel_utf8_with_a_byte_order_mark(make_file_connector, drop_folder):
+    connector = make_file_connector()
+    drop(drop_folder, "excel.csv", "\ufeffnote\nfirst\n".encode())
+
+    source_file = process(connector)
+
+    assert (source_file.status, source_file.rows_rejected) == ("done", 0)
+    assert Job.objects.get().input_data == {"text": "first"}
+
+
+@pytest.fixture
+def small_csv_fields():
+    limit = csv.field_size_limit(100)  # stands for the 10 MiB limit
+    yield
+    csv.field_size_limit(limit)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("note,note\na,b\n", "file: the header names 'note' more than once"),
+        ("note\nfine\n" + "x" * 101 + "\nnever read\n", "file: CSV error at line 3"),
+    ],
+)
+@pytest.mark.usefixtures("small_csv_fields")
+def test_a_csv_that_cannot_be_read_to_its_end_fails_as_a_file(
+    make_file_connector, drop_folder, content, reason
+):
+    connector = make_file_connector()
+    drop(drop_folder, "bad.csv", content)
+
+    source_file = process(connector)
+
+    assert source_file.status == "failed"
+    assert source_file.errors[0]["error"].startswith(reason)
+    assert (drop_folder / "error" / source_file.name).exists()
+
+
+def test_xml_with_a_default_namespace(make_file_connector, drop_folder):
+    connector = make_file_connector("xml", record_element="invoice")
+    drop(
+        drop_folder,
+        "ns.xml",
+        "<invoices xmlns='urn:erp'><invoice><note>desks</note></invoice></invoices>",
+    )
+
+    source_file = process(connector)
+
+    assert (source_file.status, source_file.rows_total) == ("done", 1)
+    assert Job.objects.get().input_data == {"text": "desks"}
+
+
+def test_answers_the_file_encoding_cannot_hold_are_escaped_not_lost(
+    make_file_connector, drop_folder
+):
+    connector = make_file_connector(encoding="latin-1")
+    connector.prompt_template = "Price in € of {{ text }}"
+    connector.save()
+    drop(drop_folder, "prices.csv", "note\nchaise\n".encode("latin-1"))
+
+    source_file = process(connector)
+
+    assert source_file.status == "done"
+    output = (drop_folder / "outbox" / "prices.csv").read_text(encoding="latin-1")
+    assert "Price in \\u20ac of chaise" in output
+
+
+def test_the_same_file_name_every_day_keeps_every_output(make_file_connector, drop_folder):
+    connector = make_file_connector()
+    drop(drop_folder, "daily.csv", "note\nmonday\n")
+    first = process(connector)
+    drop(drop_folder, "daily.csv", "note\ntuesday\n")
+    polling.poll(connector)
+    drain()
+    polling.poll(connector)
+
+    second = SourceFile.objects.exclude(id=first.id).get()
+    assert first.output_name == "daily.csv" and second.output_name == second.name
+    assert "monday" in (drop_folder / "outbox" / "daily.csv").read_text()
+    assert "tuesday" in (drop_folder / "outbox" / second.name).read_text()
+
+
+def test_a_poller_that_died_after_archiving_does_not_block_the_next_files(
+    make_file_connector, drop_folder
+):
+    connector = make_file_connector()
+    drop(drop_folder, "one.csv", "note\nfirst\n")
+    polling.poll(connector)
+    drain()
+    one = SourceFile.objects.get()
+    # The poller moved the original to archive/ and died before recording it.
+    os.replace(drop_folder / "processing" / one.name, drop_folder / "archive" / one.name)
+    drop(drop_folder, "two.csv", "note\nsecond\n")
+
+    polling.poll(connector)
+
+    one.refresh_from_db()
+    assert one.status == "done"
+    assert SourceFile.objects.filter(name__endswith="two.csv", status="running").exists()
+
+
+def test_a_file_claimed_but_never_recorded_is_put_back(make_file_connector, drop_folder):
+    connector = make_file_connector()
+    polling.build_source(connector).prepare_folders()
+    # The poller renamed the file into processing/ and died before writing its row.
+    (drop_folder / "processing" / "20261125T000000000000-lost.csv").write_text("note\nfound\n")
+
+    polling.poll(connector)  # puts it back
+    source_file = process(connector)  # and claims it as any other file
+
+    assert source_file.status == "done"
+    assert Job.objects.get().input_data == {"text": "found"}
+
+
+def test_only_one_poller_at_a_time_polls_a_connector(make_file_connector, drop_folder):
+    connector = make_file_connector()
+    drop(drop_folder, "a.csv", "note\nx\n")
+
+    with polling.exclusive(connector) as first:
+        assert first
+        with polling.exclusive(connector) as second:
+            assert not second
+        assert polling.poll(connector) == 0  # another host holds the connector
+        assert (drop_folder / "a.csv").exists()
+
+    assert polling.poll(connector) == 1

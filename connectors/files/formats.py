@@ -5,6 +5,7 @@ parsed comes back as a Row with an error and its line number, never silently dro
 through defusedxml: entity declarations and external entities are refused.
 """
 
+import codecs
 import csv
 import json
 import re
@@ -20,6 +21,8 @@ from defusedxml.ElementTree import ParseError, iterparse
 from connectors import legacy_json
 
 FORMATS = ("csv", "jsonl", "json", "xml")
+# A legacy export may hold a long text in one field; past this the file is refused as a whole.
+csv.field_size_limit(10 * 1024 * 1024)
 SURROGATE = re.compile(r"[\udc80-\udcff]")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -73,11 +76,11 @@ def _bounded_lines(handle, limit_bytes: int | None):
 
 
 def read_csv(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[Row]:
+    # Excel writes UTF-8 with a byte order mark; it must not become part of the first column.
+    encoding = "utf-8-sig" if codecs.lookup(fmt.encoding).name == "utf-8" else fmt.encoding
+    decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
     with path.open("rb") as raw:
-        text = (
-            line.decode(fmt.encoding, errors="surrogateescape")
-            for line in _bounded_lines(raw, limit_bytes)
-        )
+        text = (decoder.decode(line) for line in _bounded_lines(raw, limit_bytes))
         reader = csv.reader(text, delimiter=fmt.delimiter)
         header = None
         number = 0
@@ -85,6 +88,10 @@ def read_csv(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[R
             for fields in reader:
                 if header is None and fmt.header:
                     header = [SURROGATE.sub("?", name).strip() for name in fields]
+                    if repeated := sorted({name for name in header if header.count(name) > 1}):
+                        raise UnreadableFile(
+                            f"the header names {', '.join(map(repr, repeated))} more than once"
+                        )
                     continue
                 if not fields:
                     continue
@@ -102,8 +109,10 @@ def read_csv(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[R
                     )
                 else:
                     yield Row(number, line, record=dict(zip(header, fields, strict=True)))
-        except csv.Error as error:
-            yield Row(number + 1, reader.line_num, error=f"CSV error: {error}")
+        except csv.Error as error:  # the reader cannot go on: the rest of the file is unread
+            raise UnreadableFile(
+                f"CSV error at line {reader.line_num}: {error}; the rows after it were not read"
+            ) from None
 
 
 def read_jsonl(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[Row]:
@@ -187,12 +196,14 @@ def read_xml(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[R
         for event, element in events:
             if root is None:
                 root = element
-            if event != "end" or element.tag != fmt.record_element:
+            if event != "end" or local_name(element.tag) != fmt.record_element:
                 continue
             number += 1
             record = dict(element.attrib)
             for child in element:
-                record[child.tag] = child.text if len(child) == 0 else _element_dict(child)
+                record[local_name(child.tag)] = (
+                    child.text if len(child) == 0 else _element_dict(child)
+                )
             yield Row(number, None, record=record)
             root.clear()  # keep memory flat: drop the records already read
     except DefusedXmlException as error:
@@ -203,8 +214,16 @@ def read_xml(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[R
         raise UnreadableFile(f"not well-formed XML: {error}") from None
 
 
+def local_name(tag: str) -> str:
+    """`{urn:erp}invoice` -> `invoice`: exports with a default namespace name their records so."""
+    return tag.rpartition("}")[2]
+
+
 def _element_dict(element) -> dict:
-    return {child.tag: child.text if len(child) == 0 else _element_dict(child) for child in element}
+    return {
+        local_name(child.tag): child.text if len(child) == 0 else _element_dict(child)
+        for child in element
+    }
 
 
 # --- Writers -------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import csv
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,8 @@ from connectors.files.formats import FORMATS, FileFormat, UnreadableFile, Writer
 from connectors.files.spool import Spool
 from connectors.models import FieldMapping, Job, SourceFile
 from connectors.sources.base import Source, check_keys
+
+SPOOL_SUFFIXES = (".spool.sqlite3", ".spool.sqlite3-wal", ".spool.sqlite3-shm")
 
 logger = logging.getLogger(__name__)
 FOLDERS = ("processing", "outbox", "archive", "error")
@@ -76,8 +79,10 @@ class FileDropSource(Source):
             (self.folder / name).mkdir(parents=True, exist_ok=True)
 
     def poll(self, submit: Callable) -> int:
+        """Runs under the connector's poll lock (connectors.polling): one poller at a time."""
         self.prepare_folders()
         self.finish_files()
+        self.return_orphans()
         submitted = 0
         reading = SourceFile.objects.filter(
             connector=self.connector, status=SourceFile.Status.READING
@@ -90,16 +95,34 @@ class FileDropSource(Source):
                 submitted += self.read(source_file, submit)
         return submitted
 
+    def return_orphans(self) -> None:
+        """A file moved to processing/ whose row was never written (the database failed, or the
+        poller died, between the two) goes back to the folder to be claimed again."""
+        known = set(
+            SourceFile.objects.filter(connector=self.connector).values_list("name", flat=True)
+        )
+        for path in (self.folder / "processing").iterdir():
+            if path.name.startswith(".") or path.name.endswith(SPOOL_SUFFIXES):
+                continue
+            if path.name not in known and "-" in path.name:
+                original = self.folder / path.name.split("-", 1)[1]
+                if not original.exists():
+                    os.rename(path, original)
+                    logger.warning("file %s was claimed but never read; put back", original.name)
+
     def ready_files(self) -> list[Path]:
         settled_before = time.time() - float(self.config["settle_seconds"])
-        candidates = [
-            path
-            for path in self.folder.glob(self.config["pattern"])
-            if path.is_file()
-            and not path.name.startswith(".")
-            and path.stat().st_mtime <= settled_before
-        ]
-        return sorted(candidates, key=lambda path: path.stat().st_mtime)
+        candidates = []
+        for path in self.folder.glob(self.config["pattern"]):
+            if path.name.startswith(".") or path.parent != self.folder:
+                continue  # hidden, or inside processing/, archive/, … (a pattern like **/*)
+            try:
+                status = path.stat()
+            except FileNotFoundError:  # taken by another process meanwhile
+                continue
+            if stat.S_ISREG(status.st_mode) and status.st_mtime <= settled_before:
+                candidates.append((status.st_mtime, path))
+        return [path for _, path in sorted(candidates)]
 
     def claim(self, path: Path) -> SourceFile | None:
         stamp = timezone.now().strftime("%Y%m%dT%H%M%S%f")
@@ -108,8 +131,8 @@ class FileDropSource(Source):
             os.rename(path, claimed)  # atomic: of two pollers, one wins
         except FileNotFoundError:
             return None
-        digest, size = sha256_of(claimed)
         try:
+            digest, size = sha256_of(claimed)
             return SourceFile.objects.create(
                 connector=self.connector, name=claimed.name, sha256=digest, size_bytes=size
             )
@@ -117,6 +140,9 @@ class FileDropSource(Source):
             os.rename(claimed, self.folder / "error" / f"{claimed.name}.duplicate")
             logger.warning("file %s is a duplicate of an earlier file; moved to error/", path.name)
             return None
+        except Exception:
+            os.rename(claimed, path)  # not recorded: put it back for the next poll
+            raise
 
     def paths(self, source_file: SourceFile) -> tuple[Path, Spool]:
         path = self.folder / "processing" / source_file.name
@@ -166,7 +192,8 @@ class FileDropSource(Source):
             rows_total=total,
             rows_rejected=len(errors),
             errors=[
-                {"row": r, "line": line, "error": message} for r, line, message in errors[:100]
+                {"row": r, "line": line, "error": message}
+                for r, line, message in sorted(errors, key=is_row_error)[:100]
             ],
         )
         return submitted
@@ -177,15 +204,33 @@ class FileDropSource(Source):
         )
         for source_file in running:
             if (
-                not Job.objects.filter(source_file=source_file)
+                Job.objects.filter(source_file=source_file)
                 .exclude(status__in=Job.FINISHED)
                 .exists()
             ):
+                continue
+            try:
                 self.finish(source_file)
+            except Exception as error:  # one file's fault must not stop the connector's others
+                logger.exception("finishing file %s failed", source_file.name)
+                self.give_up(source_file, f"file: the output could not be written: {error}")
+
+    def give_up(self, source_file: SourceFile, reason: str) -> None:
+        """Mark a file failed, keep its original in error/ and its rows' jobs as they are."""
+        path = self.folder / "processing" / source_file.name
+        if path.exists():
+            os.replace(path, self.folder / "error" / source_file.name)
+        SourceFile.objects.filter(id=source_file.id).update(
+            status=SourceFile.Status.FAILED,
+            errors=[{"row": None, "line": None, "error": reason}, *source_file.errors][:100],
+            finished_at=timezone.now(),
+        )
 
     def finish(self, source_file: SourceFile) -> None:
         """Every row has ended: write the output and the errors, archive the original."""
         path, spool = self.paths(source_file)
+        if not path.exists() and self.finished_before(source_file):
+            return  # a poller died between moving the original and recording it
         ended_without_result = Job.objects.filter(
             source_file=source_file, status__in=[Job.Status.DEAD, Job.Status.CANCELLED]
         ).values_list("source_metadata", "error_message", "status")
@@ -207,12 +252,10 @@ class FileDropSource(Source):
                     )
                 ]
             )
-        output_name = source_file.name.split("-", 1)[1]
+        output_name = self.output_name(source_file)
         self.write_output(path, spool, self.folder / "outbox" / output_name)
         self.write_errors(spool, self.folder / "outbox" / f"{output_name}.errors.csv")
-        file_failed = (
-            any(e.get("error", "").startswith("file:") for e in source_file.errors) or grew > 0
-        )
+        file_failed = grew > 0 or any(not is_row_error(e) for e in source_file.errors)
         os.replace(path, self.folder / ("error" if file_failed else "archive") / source_file.name)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{spool.path}{suffix}").unlink(missing_ok=True)
@@ -221,6 +264,28 @@ class FileDropSource(Source):
             output_name=output_name,
             finished_at=timezone.now(),
         )
+
+    def finished_before(self, source_file: SourceFile) -> bool:
+        for folder, status in (("archive", "done"), ("error", "failed")):
+            if (self.folder / folder / source_file.name).exists():
+                SourceFile.objects.filter(id=source_file.id).update(
+                    status=status,
+                    output_name=self.output_name(source_file),
+                    finished_at=timezone.now(),
+                )
+                return True
+        return False
+
+    def output_name(self, source_file: SourceFile) -> str:
+        """The dropped file's name; with its claim stamp when an earlier output has that name
+        (a legacy system that drops daily.csv every day must not lose yesterday's answers)."""
+        if source_file.output_name:
+            return source_file.output_name
+        plain = source_file.name.split("-", 1)[1]
+        taken = (self.folder / "outbox" / plain).exists() or SourceFile.objects.filter(
+            connector=self.connector, output_name=plain
+        ).exclude(id=source_file.id).exists()
+        return source_file.name if taken else plain
 
     def ai_columns(self) -> list[str]:
         names = list(
@@ -240,17 +305,22 @@ class FileDropSource(Source):
     def write_output(self, path: Path, spool: Spool, target: Path) -> None:
         temporary = target.with_name(f".{target.name}.tmp")
         connection = spool.connect()
+        # AI text the file's encoding cannot hold (a euro sign in latin-1) is escaped, not lost.
+        unencodable = "xmlcharrefreplace" if self.file_format.kind == "xml" else "backslashreplace"
         try:
-            with temporary.open("w", encoding=self.file_format.encoding, newline="") as handle:
+            with temporary.open(
+                "w", encoding=self.file_format.encoding, errors=unencodable, newline=""
+            ) as handle:
                 writer = Writer(handle, self.file_format, self.ai_columns())
-                for row in read_rows(path, self.file_format, limit_bytes=None):
-                    if row.error:
-                        continue
-                    result, error = spool.lookup(connection, row.number)
-                    writer.write(row.record, {**(result or {}), "ai_error": error or None})
+                try:
+                    for row in read_rows(path, self.file_format, limit_bytes=None):
+                        if row.error:
+                            continue
+                        result, error = spool.lookup(connection, row.number)
+                        writer.write(row.record, {**(result or {}), "ai_error": error or None})
+                except UnreadableFile:
+                    pass  # the rows before the fault are written; the fault is in the errors
                 writer.close()
-        except UnreadableFile:
-            pass  # the rows read before the fault are written; the fault is in the errors file
         finally:
             connection.close()
         os.replace(temporary, target)
@@ -293,3 +363,9 @@ def sha256_of(path: Path) -> tuple[str, int]:
             digest.update(block)
             size += len(block)
     return digest.hexdigest(), size
+
+
+def is_row_error(error) -> bool:
+    """Row errors sort after file errors ("file: …"), which decide the file's fate."""
+    message = error[2] if isinstance(error, tuple) else error.get("error", "")
+    return not message.startswith("file:")
