@@ -474,3 +474,31 @@ def test_only_one_poller_at_a_time_polls_a_connector(make_file_connector, drop_f
         assert (drop_folder / "a.csv").exists()
 
     assert polling.poll(connector) == 1
+
+
+def test_repeated_xml_children_and_multi_line_csv_records_keep_everything(
+    make_file_connector, drop_folder
+):
+    xml = make_file_connector("xml", record_element="order")
+    drop(
+        drop_folder,
+        "o.xml",
+        "<orders><order><note>n</note><line>a</line><line>b</line></order></orders>",
+    )
+    csv_connector = make_file_connector(path=str(drop_folder / "csv"))
+    (drop_folder / "csv").mkdir()
+    drop(drop_folder / "csv", "m.csv", 'note,extra\nfine,1\n"two\nlines"\n')
+
+    process(xml)
+    polling.poll(csv_connector)
+
+    assert Job.objects.get(connector=xml).input_data == {"text": "n"}
+    from connectors.files.formats import FileFormat, read_rows
+
+    [row] = read_rows(
+        drop_folder / "archive" / SourceFile.objects.get(connector=xml).name,
+        FileFormat(kind="xml", record_element="order"),
+    )
+    assert row.record == {"note": "n", "line": ["a", "b"]}
+    errors = SourceFile.objects.get(connector=csv_connector).errors
+    assert errors == [{"row": 2, "line": 3, "error": "expected 2 fields, found 1"}]  # not 4

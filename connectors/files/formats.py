@@ -83,9 +83,10 @@ def read_csv(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[R
         text = (decoder.decode(line) for line in _bounded_lines(raw, limit_bytes))
         reader = csv.reader(text, delimiter=fmt.delimiter)
         header = None
-        number = 0
+        number, previous_end = 0, 0
         try:
             for fields in reader:
+                line, previous_end = previous_end + 1, reader.line_num  # where the record starts
                 if header is None and fmt.header:
                     header = [SURROGATE.sub("?", name).strip() for name in fields]
                     if repeated := sorted({name for name in header if header.count(name) > 1}):
@@ -96,7 +97,6 @@ def read_csv(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[R
                 if not fields:
                     continue
                 number += 1
-                line = reader.line_num
                 if any(SURROGATE.search(field) for field in fields):
                     yield Row(number, line, error=f"cannot be decoded as {fmt.encoding}")
                 elif header is None:
@@ -172,6 +172,8 @@ def read_json_array(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Ite
                     return
                 try:
                     value, end = legacy_json.raw_decode(buffer, position)
+                    if end == len(buffer) and more():
+                        continue  # a number may go on in the next chunk: decode it again
                 except json.JSONDecodeError:
                     if more():
                         continue
@@ -199,12 +201,7 @@ def read_xml(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[R
             if event != "end" or local_name(element.tag) != fmt.record_element:
                 continue
             number += 1
-            record = dict(element.attrib)
-            for child in element:
-                record[local_name(child.tag)] = (
-                    child.text if len(child) == 0 else _element_dict(child)
-                )
-            yield Row(number, None, record=record)
+            yield Row(number, None, record={**element.attrib, **_element_dict(element)})
             root.clear()  # keep memory flat: drop the records already read
     except DefusedXmlException as error:
         raise UnreadableFile(
@@ -220,10 +217,20 @@ def local_name(tag: str) -> str:
 
 
 def _element_dict(element) -> dict:
-    return {
-        local_name(child.tag): child.text if len(child) == 0 else _element_dict(child)
-        for child in element
-    }
+    """Children by local name; a repeated child (order lines) becomes a list, none is lost."""
+    fields: dict = {}
+    repeated: set[str] = set()
+    for child in element:
+        name = local_name(child.tag)
+        value = child.text if len(child) == 0 else _element_dict(child)
+        if name in repeated:
+            fields[name].append(value)
+        elif name in fields:
+            fields[name] = [fields[name], value]
+            repeated.add(name)
+        else:
+            fields[name] = value
+    return fields
 
 
 # --- Writers -------------------------------------------------------------------------------

@@ -253,7 +253,8 @@ class FileDropSource(Source):
                 ]
             )
         output_name = self.output_name(source_file)
-        self.write_output(path, spool, self.folder / "outbox" / output_name)
+        # Only what was claimed: bytes appended later were never submitted.
+        self.write_output(path, spool, self.folder / "outbox" / output_name, source_file.size_bytes)
         self.write_errors(spool, self.folder / "outbox" / f"{output_name}.errors.csv")
         file_failed = grew > 0 or any(not is_row_error(e) for e in source_file.errors)
         os.replace(path, self.folder / ("error" if file_failed else "archive") / source_file.name)
@@ -302,7 +303,9 @@ class FileDropSource(Source):
             else ["text"]
         )
 
-    def write_output(self, path: Path, spool: Spool, target: Path) -> None:
+    def write_output(
+        self, path: Path, spool: Spool, target: Path, limit_bytes: int | None = None
+    ) -> None:
         temporary = target.with_name(f".{target.name}.tmp")
         connection = spool.connect()
         # AI text the file's encoding cannot hold (a euro sign in latin-1) is escaped, not lost.
@@ -313,7 +316,7 @@ class FileDropSource(Source):
             ) as handle:
                 writer = Writer(handle, self.file_format, self.ai_columns())
                 try:
-                    for row in read_rows(path, self.file_format, limit_bytes=None):
+                    for row in read_rows(path, self.file_format, limit_bytes=limit_bytes):
                         if row.error:
                             continue
                         result, error = spool.lookup(connection, row.number)
