@@ -53,7 +53,10 @@ def exclusive(connector: Connector) -> Iterator[bool]:
     SKIP LOCKED). The lock is renewed while the poll runs and expires if its holder dies. With
     Redis down nothing is polled: the records wait safely where they are."""
     lock = broker.get_redis().lock(
-        f"interlock:poll:{connector.pk}", timeout=POLL_LOCK_SECONDS, blocking=False
+        f"interlock:poll:{connector.pk}",
+        timeout=POLL_LOCK_SECONDS,
+        blocking=False,
+        thread_local=False,  # renewed from another thread
     )
     try:
         acquired = lock.acquire()

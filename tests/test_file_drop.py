@@ -502,3 +502,15 @@ def test_repeated_xml_children_and_multi_line_csv_records_keep_everything(
     assert row.record == {"note": "n", "line": ["a", "b"]}
     errors = SourceFile.objects.get(connector=csv_connector).errors
     assert errors == [{"row": 2, "line": 3, "error": "expected 2 fields, found 1"}]  # not 4
+
+
+def test_the_poll_lock_is_renewed_while_a_long_poll_runs(make_file_connector, monkeypatch):
+    connector = make_file_connector()
+    monkeypatch.setattr(polling, "POLL_LOCK_SECONDS", 0.3)
+
+    with polling.exclusive(connector) as held:
+        time.sleep(1.0)  # three lock lifetimes
+        with polling.exclusive(connector) as other:
+            assert held and not other  # still held: it was renewed
+    with polling.exclusive(connector) as after:
+        assert after  # released at the end
