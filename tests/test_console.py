@@ -72,6 +72,27 @@ def test_compliance_officer_sees_history_and_changes_nothing(login, job):
     assert Job.objects.get().status == "dead"
 
 
+@pytest.mark.parametrize("role", ["Compliance officer", None])
+def test_only_who_may_add_keys_can_issue_one(client, django_user_model, job, role):
+    user = django_user_model.objects.create_user("viewer", password="pw-123456789", is_staff=True)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    client.force_login(user)
+
+    response = client.post(
+        reverse("admin:connectors_apikey_add"),
+        {
+            "connector": job.connector.id,
+            "name": "x",
+            "allowed_networks": "[]",
+            "with_signing_secret": "on",
+        },
+    )
+
+    assert response.status_code == 403
+    assert not job.connector.api_keys.exists()
+
+
 def test_integration_admin_configures_and_retries(login, job):
     admin = login("Integration admin")
 

@@ -4,6 +4,7 @@ import ipaddress
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from connectors import audit
@@ -54,6 +55,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return False  # revoked keys stay for the audit trail
 
     def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied  # before anything is issued: the POST path never reaches super()
         form = ApiKeyForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             api_key, plain, secret = ApiKey.issue(
