@@ -77,11 +77,21 @@ def prepare(plan: IntakePlan, record: Any) -> PreparedRecord:
     """Map, redact, render; raises MappingError or UnstorableValue (bad record) or
     RedactionError (fail closed)."""
     fields = mapping.map_fields(record, plan.input_fields)
-    redacted = redaction.redact(fields, plan.rules, hash_key=crypto.redaction_hash_key())
-    prompt = prompts.render_prompt(plan.prompt_template, redacted.fields)
+    redacted = redact_and_render(plan, fields)
+    prompt = redacted.prompt
     if problem := legacy_json.unstorable(redacted.fields) or legacy_json.unstorable(prompt):
         raise UnstorableValue(f"{problem}, which cannot be stored")
     return PreparedRecord(redacted.fields, redacted.hits, redacted.tokens, prompt)
+
+
+def redact_and_render(plan: IntakePlan, fields: dict) -> redaction.RedactionResult:
+    """Redact the fields, render the prompt from them, and scan the prompt once more."""
+    return redaction.redact(
+        fields,
+        plan.rules,
+        hash_key=crypto.redaction_hash_key(),
+        prompt=lambda safe_fields: prompts.render_prompt(plan.prompt_template, safe_fields),
+    )
 
 
 def field_specs(connector: Connector, direction: str) -> list[mapping.FieldSpec]:

@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors import crypto, mapping, pipeline, prompts, redaction
+from connectors import mapping, pipeline, redaction
 from connectors.errors import PipelineError
 
 REPLACEMENT = re.compile(
@@ -34,13 +34,13 @@ def preview(connector, record: Any) -> Preview:
     shown = Preview()
     try:
         shown.mapped = mapping.map_fields(record, plan.input_fields)
-        redacted = redaction.redact(shown.mapped, plan.rules, hash_key=crypto.redaction_hash_key())
+        redacted = pipeline.redact_and_render(plan, shown.mapped)
         shown.redacted = redacted.fields
         shown.rules = [
             {"label": rule.label, "action": rule.action, "hits": redacted.hits.get(rule.label, 0)}
             for rule in plan.rules
         ]
-        shown.prompt = prompts.render_prompt(plan.prompt_template, redacted.fields)
+        shown.prompt = redacted.prompt
         shown.tokens = redacted.tokens
     except PipelineError as error:
         shown.error = f"{error.code}: {error.message}"

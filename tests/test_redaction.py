@@ -32,6 +32,72 @@ def test_detectors_find_what_they_are_for(detector, text, expected):
 
 
 @pytest.mark.parametrize(
+    ("detector", "text", "expected"),
+    [
+        # Found by a review of real legacy data: each of these used to reach the prompt.
+        ("credit_card", "4111 1111 1111 1111 12/25", "[REDACTED CREDIT_CARD] 12/25"),
+        ("credit_card", "4111 1111 1111 1111 123", "[REDACTED CREDIT_CARD] 123"),
+        ("credit_card", "qty 12 4111 1111 1111 1111", "qty 12 [REDACTED CREDIT_CARD]"),
+        ("credit_card", "4111.1111.1111.1111", "[REDACTED CREDIT_CARD]"),
+        ("credit_card", "4111\u00a01111\u00a01111\u00a01111", "[REDACTED CREDIT_CARD]"),
+        ("credit_card", "4111\u20131111\u20131111\u20131111", "[REDACTED CREDIT_CARD]"),
+        ("phone", "call 4155552671", "call [REDACTED PHONE]"),
+        ("phone", "call +14155552671", "call [REDACTED PHONE]"),
+        ("phone", "call 1-415-555-2671", "call [REDACTED PHONE]"),
+        ("phone", "call 415/555-2671", "call [REDACTED PHONE]"),
+        ("phone", "Tel. 0171 1234567", "Tel. [REDACTED PHONE]"),
+        ("ssn", "219 09 9999", "[REDACTED SSN]"),
+        ("ssn", "219.09.9999", "[REDACTED SSN]"),
+        ("ssn", "SSN219-09-9999", "SSN[REDACTED SSN]"),
+        ("ssn", "219\u200b-09-9999", "[REDACTED SSN]"),  # a zero-width space inside
+        ("iban", "BE68 5390 0754 7034 BIC GEBABEBB", "[REDACTED IBAN] BIC GEBABEBB"),
+        ("iban", "de89 3704 0044 0532 0130 00", "[REDACTED IBAN]"),
+        ("email", "jos\u00e9@b\u00fccher.de", "[REDACTED EMAIL]"),
+        ("ipv4", "from 192.168.001.010", "from [REDACTED IPV4]"),
+    ],
+)
+def test_detectors_find_what_real_exports_look_like(detector, text, expected):
+    assert masked(text, detector) == expected
+
+
+def test_numbers_and_dict_keys_are_redacted_too():
+    fields = {"card": 4111111111111111, "contacts": {"jo@example.com": "primary"}, "n": 7}
+
+    result = redact(fields, [Rule("credit_card", "mask"), Rule("email", "mask")], hash_key=KEY)
+
+    assert result.fields == {
+        "card": "[REDACTED CREDIT_CARD]",
+        "contacts": {"[REDACTED EMAIL]": "primary"},
+        "n": 7,
+    }
+
+
+def test_pii_split_across_fields_is_caught_in_the_rendered_prompt():
+    fields = {"area": "415", "number": "555-2671"}
+
+    result = redact(
+        fields,
+        [Rule("phone", "mask")],
+        hash_key=KEY,
+        prompt=lambda safe: f"Call ({safe['area']}) {safe['number']} now",
+    )
+
+    assert result.fields == fields  # neither piece is a phone number
+    assert result.prompt == "Call [REDACTED PHONE] now"
+    assert result.hits == {"PHONE": 1}
+
+
+def test_a_placeholder_in_the_input_cannot_steer_where_a_value_is_restored():
+    fields = {"note": "customer wrote <SSN_1> in the form", "ssn": "219-09-9999"}
+
+    result = redact(fields, [Rule("ssn", "tokenize")], hash_key=KEY)
+    restored, _ = restore({"summary": result.fields["note"]}, result.tokens)
+
+    assert result.fields["ssn"] == "<SSN_1>"
+    assert "219-09-9999" not in restored["summary"]
+
+
+@pytest.mark.parametrize(
     ("detector", "text"),
     [
         ("ssn", "000-12-3456"),
