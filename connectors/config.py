@@ -220,11 +220,30 @@ def _require(item: dict, keys: tuple[str, ...], problems: _Problems, where: str)
     return not missing
 
 
+# Interlock's own secrets: a configuration file (which an integration admin may upload in the
+# browser) must not copy them into a credential that a provider or callback would send out.
+OWN_SETTINGS = {
+    "SECRET_KEY",
+    "FIELD_ENCRYPTION_KEYS",
+    "AUDIT_HMAC_KEY",
+    "REDACTION_HMAC_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "METRICS_TOKEN",
+    "EMAIL_URL",
+    "ALERT_WEBHOOK_URL",
+}
+
+
 def _check_credential(item: dict, environ, problems: _Problems, where: str) -> None:
     if "value" in item:
         problems.add(f"{where}.value", "secrets never go in the file; name a variable in value_env")
         return
     if not _require(item, ("name", "kind", "value_env"), problems, where):
+        return
+    variable = str(item["value_env"])
+    if variable.upper() in OWN_SETTINGS or variable.upper().startswith(("DJANGO_", "INTERLOCK_")):
+        problems.add(f"{where}.value_env", f"{variable} is one of Interlock's own settings")
         return
     if item["kind"] not in Credential.Kind.values:
         problems.add(f"{where}.kind", f"unknown kind {item['kind']!r}")

@@ -94,12 +94,20 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     return min(max(seconds, 0.0), 3600.0)
 
 
-def classify_response(response: httpx.Response, *, what: str, error_class=PipelineError) -> None:
-    """Return for 2xx; raise a transient error for 408/429/5xx, a permanent one for the rest."""
+def classify_response(
+    response: httpx.Response, *, what: str, error_class=PipelineError, secrets=()
+) -> None:
+    """Return for 2xx; raise a transient error for 408/429/5xx, a permanent one for the rest.
+
+    The message quotes the start of the body, minus `secrets`: servers echo the key they
+    refused ("Incorrect API key provided: sk-…"), and the message is shown in the admin."""
     code = response.status_code
     if 200 <= code < 300:
         return
     body = " ".join(response.text[:200].split())
+    for secret in secrets:
+        if secret:
+            body = body.replace(secret, "***")
     message = f"{what} answered HTTP {code}" + (f": {body}" if body else "")
     if 300 <= code < 400:
         raise error_class(

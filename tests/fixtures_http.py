@@ -93,6 +93,10 @@ class OpenAIServer(_Server):
             error = {"error": {"message": f"scripted {step[1]}", "type": "server_error"}}
             extra = step[2] if len(step) > 2 else {}
             return self.send(handler, step[1], json.dumps(error).encode(), extra)
+        if isinstance(step, tuple) and step[0] == "echo_key":  # what OpenAI really answers
+            key = headers.get("authorization", "").removeprefix("Bearer ")
+            error = {"error": {"message": f"Incorrect API key provided: {key}.", "type": "auth"}}
+            return self.send(handler, 401, json.dumps(error).encode())
         if isinstance(step, tuple) and step[0] == "malformed":
             return self.send(handler, 200, b"<html>this is not json")
         if isinstance(step, tuple) and step[0] == "slow":

@@ -160,6 +160,17 @@ def test_import_refuses_a_secret_written_in_the_file(config_file, secrets_in_env
         run("import_config", str(config_file))
 
 
+@pytest.mark.parametrize("variable", ["AUDIT_HMAC_KEY", "SECRET_KEY", "DATABASE_URL"])
+def test_import_cannot_copy_interlock_own_secrets_into_a_credential(
+    config_file, secrets_in_env, variable
+):
+    config_file.write_text(CONFIG.replace("value_env: TEST_ERP_TOKEN", f"value_env: {variable}"))
+
+    with pytest.raises(CommandError, match=rf"{variable} is one of Interlock's own settings"):
+        run("import_config", str(config_file))
+    assert not Credential.objects.exists()
+
+
 def test_import_refuses_a_file_that_is_not_yaml(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("connectors: [unclosed")

@@ -74,6 +74,16 @@ def test_errors_are_classified_and_never_quote_the_secret(
     assert CANARY_SECRET not in str(caught.value)
 
 
+def test_a_provider_that_echoes_the_refused_key_does_not_leak_it(openai_server):
+    openai_server.script([("echo_key",)])
+
+    with pytest.raises(ProviderError) as caught:
+        openai(openai_server.base_url).complete("hello")
+
+    assert "Incorrect API key provided: ***" in str(caught.value)
+    assert CANARY_SECRET not in str(caught.value)
+
+
 def test_a_slow_provider_times_out_as_a_transient_error(openai_server):
     openai_server.script([("slow", 2, "late")])
 

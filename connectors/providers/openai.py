@@ -45,7 +45,9 @@ class OpenAIProvider(Provider):
             raise http.transport_failure(
                 error, what="provider", error_class=ProviderError
             ) from None
-        http.classify_response(response, what="provider", error_class=ProviderError)
+        http.classify_response(
+            response, what="provider", error_class=ProviderError, secrets=(self._secret,)
+        )
         return response
 
     def parse(self, response: httpx.Response) -> Completion:
@@ -77,7 +79,9 @@ class OpenAIProvider(Provider):
         if response.status_code == 404:  # some compatible servers have no /models
             completion = self.complete("Reply with OK.")
             return f"OK: model {completion.model} answered"
-        http.classify_response(response, what="provider", error_class=ProviderError)
+        http.classify_response(
+            response, what="provider", error_class=ProviderError, secrets=(self._secret,)
+        )
         return (
             f"OK: the endpoint answered and accepted the credential (model {self.settings.model})"
         )

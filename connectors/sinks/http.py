@@ -90,7 +90,9 @@ class HttpSink(Sink):
         if response.status_code == 401 and self.config.get("auth") == "oauth2":
             oauth2.forget(self.client_credentials)  # revoked or expired early: fetch a new one
             raise SinkError("callback refused the access token; retrying with a new one")
-        http.classify_response(response, what="callback", error_class=SinkError)
+        http.classify_response(
+            response, what="callback", error_class=SinkError, secrets=tuple(self._secrets.values())
+        )
         return WriteOutcome(target=url, status=str(response.status_code))
 
     def test_connection(self) -> str:
