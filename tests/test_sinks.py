@@ -173,14 +173,34 @@ def test_oauth2_test_connection_fetches_a_token(callback_server, token_server):
         ({"url": "https://x", "client_id": "a"}, "are for auth: oauth2"),
         ({"url": "ftp://x"}, "http:// or https://"),
         ({"url": "https://x", "colour": "red"}, "unknown keys colour"),
-        ({"url": "https://x", "auth": "digest"}, "auth must be 'bearer', 'basic' or 'oauth2'"),
+        (
+            {"url": "https://x", "auth": "digest"},
+            "auth must be 'bearer', 'basic', 'header' or 'oauth2'",
+        ),
         ({"url": "https://x", "timeout": 0}, "timeout"),
-        ({"url": "https://x", "headers": {"Authorization": "x"}}, "with a credential"),
+        ({"url": "https://x", "headers": {"Authorization": "x"}}, "put it in a credential"),
+        ({"url": "https://x", "headers": {"X-Api-Key": "x"}}, "X-Api-Key would keep a secret"),
+        ({"url": "https://x", "auth": "header"}, "auth: header needs header"),
+        ({"url": "https://x", "auth": "header", "header": "X Key"}, "a header name"),
     ],
 )
 def test_http_sink_config_is_validated(config, message):
     with pytest.raises(ValueError, match=message):
         HttpSink.validate_config(config)
+
+
+def test_a_credential_can_go_in_a_named_header(callback_server):
+    config = {
+        "url": callback_server.url,
+        "auth": "header",
+        "header": "X-Api-Key",
+        "credential": "c",
+    }
+
+    HttpSink(HttpSink.validate_config(config), {"credential": CANARY_SECRET}).write(DELIVERY)
+
+    [(headers, _, _)] = callback_server.received
+    assert headers["x-api-key"] == CANARY_SECRET and "authorization" not in headers
 
 
 def test_none_sink_stores_for_the_job_api():

@@ -5,6 +5,7 @@ delivery: at-least-once delivery, exactly-once effect. 409 Conflict means "alrea
 """
 
 import json
+import re
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -15,8 +16,11 @@ from connectors import http, oauth2
 from connectors.errors import SinkError
 from connectors.sinks.base import Delivery, Sink, WriteOutcome
 
-KNOWN_KEYS = {"url", "credential", "auth", "signing_credential", "timeout", "headers"}
+KNOWN_KEYS = {"url", "credential", "auth", "signing_credential", "timeout", "headers", "header"}
 OAUTH2_KEYS = {"token_url", "client_id", "scope"}
+# Header names that carry secrets: their values belong in a credential (encrypted, write-only),
+# not in the sink config, which the admin shows and the audit log and exports keep.
+SECRET_HEADER = re.compile(r"auth|key|token|secret|password|passwd|cookie|session|signature", re.I)
 
 
 class HttpSink(Sink):
@@ -47,6 +51,8 @@ class HttpSink(Sink):
         if token and auth == "basic":
             user, _, password = token.partition(":")
             headers["Authorization"] = httpx.BasicAuth(user, password)._auth_header
+        elif token and auth == "header":
+            headers[self.config["header"]] = token
         elif token and auth == "oauth2":
             access_token = oauth2.access_token(
                 self.client_credentials, self.client, error_class=SinkError
@@ -134,8 +140,12 @@ class HttpSink(Sink):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("the url must be an http:// or https:// address")
         auth = config.get("auth", "bearer")
-        if auth not in ("bearer", "basic", "oauth2"):
-            raise ValueError("auth must be 'bearer', 'basic' or 'oauth2'")
+        if auth not in ("bearer", "basic", "header", "oauth2"):
+            raise ValueError("auth must be 'bearer', 'basic', 'header' or 'oauth2'")
+        if (auth == "header") != bool(config.get("header")):
+            raise ValueError("auth: header needs header (its name, e.g. X-Api-Key), and only it")
+        if auth == "header" and not re.fullmatch(r"[A-Za-z0-9-]{1,100}", config["header"]):
+            raise ValueError("header must be a header name such as X-Api-Key")
         if auth == "oauth2":
             validate_oauth2(config)
         elif set(config) & OAUTH2_KEYS:
@@ -148,8 +158,12 @@ class HttpSink(Sink):
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
         ):
             raise ValueError("headers must map names to strings")
-        if {name.lower() for name in headers} & {"authorization", "webhook-signature"}:
-            raise ValueError("set authentication with a credential, not in headers")
+        secret_looking = sorted(name for name in headers if SECRET_HEADER.search(name))
+        if secret_looking:
+            raise ValueError(
+                f"{', '.join(secret_looking)} would keep a secret in plain text: put it in a "
+                "credential and use auth: header with header: <name> (or bearer/basic/oauth2)"
+            )
         return config
 
 
