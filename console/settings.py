@@ -82,7 +82,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_rq",
     "connectors",
 ]
 

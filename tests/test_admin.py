@@ -33,8 +33,17 @@ def test_credential_value_is_write_only_and_its_change_is_audited_masked(admin_c
     )
     assert Credential.objects.get().reveal() == CANARY_SECRET  # empty keeps the value
 
+    admin_client.post(
+        reverse("admin:connectors_credential_change", args=[credential.pk]),
+        {"name": "erp", "kind": "bearer", "value": CANARY_SECRET + "-rotated"},
+    )
+
     [created] = AuditEvent.objects.filter(action="credential.create")
-    assert created.changes["encrypted_value"] == [None, audit.SECRET_MARK]
+    assert created.changes["encrypted_value"][0] is None
+    assert created.changes["encrypted_value"][1].startswith(audit.SECRET_MARK)
+    [replaced] = AuditEvent.objects.filter(action="credential.update")  # the empty save: none
+    old_mark, new_mark = replaced.changes["encrypted_value"]
+    assert old_mark != new_mark and new_mark.startswith(audit.SECRET_MARK)
     assert created.actor == "admin"
     assert CANARY_SECRET not in str(AuditEvent.objects.values())
 
@@ -223,6 +232,14 @@ def test_login_logout_and_failed_login_are_audited(client, django_user_model):
         ("auth.logout", "alice"),
     ]
     assert "wrong" not in str(AuditEvent.objects.values())
+
+
+def test_a_password_typed_as_the_username_is_not_kept_in_the_audit_log(client):
+    client.post(reverse("admin:login"), {"username": "correct-horse-1", "password": "x"})
+
+    [event] = AuditEvent.objects.filter(action="auth.login_failed")
+    assert event.actor.startswith("(unknown user ")
+    assert "correct-horse-1" not in str(AuditEvent.objects.values())
 
 
 def test_preview_shows_mapping_redaction_and_prompt_without_storing(admin_client, make_connector):

@@ -93,6 +93,14 @@ def test_only_who_may_add_keys_can_issue_one(client, django_user_model, job, rol
     assert not job.connector.api_keys.exists()
 
 
+def test_no_queue_dashboard_lets_staff_empty_the_queues(login):
+    # django-rq's admin dashboard checks only is_staff; Interlock shows queues on its own.
+    officer = login("Compliance officer")
+
+    assert officer.get("/admin/django_rq/dashboard/").status_code == 404
+    assert "django_rq" not in officer.get(reverse("admin:index")).content.decode().lower()
+
+
 def test_integration_admin_configures_and_retries(login, job):
     admin = login("Integration admin")
 

@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib import admin
 
+from connectors import audit, crypto
 from connectors.admin.base import AuditedModelAdmin, model_snapshot
 from connectors.models import Connector, Credential
 
@@ -58,6 +59,10 @@ class CredentialAdmin(AuditedModelAdmin):
 
     def snapshot(self, obj) -> dict:
         values = model_snapshot(obj)
-        # A replaced value shows as a change of the (masked) value, never as its fingerprint.
+        # A replaced value shows as a change of the masked value, never as its fingerprint: the
+        # mark carries a digest of the ciphertext (new for every value, telling nothing of it).
         values.pop("fingerprint", None)
+        if obj.encrypted_value:
+            version = crypto.sha256_hex(obj.encrypted_value)[:8]
+            values["encrypted_value"] = f"{audit.SECRET_MARK} (version {version})"
         return values
