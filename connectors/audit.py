@@ -153,49 +153,82 @@ class Verification:
     head_sequence: int
     broken_sequence: int | None = None
     reason: str = ""
+    head_hash: str = ""
 
 
-def verify(checkpoint: dict | None = None, progress=None, every: int = 100_000) -> Verification:
-    """Walk the chain in order; name the first event that breaks it. `progress(checked)` is
-    called every `every` events (a long chain takes minutes)."""
-    expected_sequence, expected_previous, checked = 1, GENESIS_HASH, 0
-    events = AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000)
-    hashes_at_checkpoint = None
-    for event in events:
-        if event.sequence != expected_sequence:
-            problem = "missing" if event.sequence > expected_sequence else "duplicated"
-            return _broken(checked, expected_sequence, f"event #{expected_sequence} is {problem}")
-        if event.previous_hash != expected_previous:
-            return _broken(checked, event.sequence, "its previous hash does not match the chain")
-        if event.hash != compute_hash(event):
-            return _broken(checked, event.sequence, "its content does not match its hash")
-        if checkpoint and event.sequence == checkpoint["sequence"]:
-            hashes_at_checkpoint = event.hash
-        expected_previous, expected_sequence, checked = event.hash, event.sequence + 1, checked + 1
-        if progress and checked % every == 0:
-            progress(checked)
-    head_sequence = expected_sequence - 1
+def _head() -> tuple[int, str]:
     head = AuditChainHead.objects.filter(pk=1).first()
-    if head and (head.sequence, head.hash) != (head_sequence, expected_previous):
-        return _broken(
-            checked,
-            head_sequence + 1,
-            f"the chain ends at #{head_sequence} but the head says "
-            f"#{head.sequence}: newest events were removed or the head was edited",
-        )
-    if checkpoint:
-        if head_sequence < checkpoint["sequence"]:
+    return (head.sequence, head.hash) if head else (0, GENESIS_HASH)
+
+
+def verify(
+    checkpoint: dict | None = None,
+    progress=None,
+    every: int = 100_000,
+    start: tuple[int, str] | None = None,
+) -> Verification:
+    """Walk the chain in order up to its head; name the first event that breaks it.
+
+    The head is read before the events it covers, so events appended meanwhile are not taken
+    for tampering; an event beyond a head that no longer moves was not written by Interlock.
+    `start` (sequence, hash) resumes from a head verified before. `progress(checked)` is called
+    every `every` events (a long chain takes minutes)."""
+    expected_sequence, expected_previous = (start[0] + 1, start[1]) if start else (1, GENESIS_HASH)
+    checked, hashes_at_checkpoint = 0, None
+    while True:
+        head_sequence, head_hash = _head()
+        events = AuditEvent.objects.filter(
+            sequence__gte=expected_sequence, sequence__lte=head_sequence
+        ).order_by("sequence")
+        for event in events.iterator(chunk_size=2000):
+            if problem := _event_problem(event, expected_sequence, expected_previous):
+                return _broken(checked, *problem)
+            if checkpoint and event.sequence == checkpoint["sequence"]:
+                hashes_at_checkpoint = event.hash
+            expected_previous, expected_sequence = event.hash, event.sequence + 1
+            checked += 1
+            if progress and checked % every == 0:
+                progress(checked)
+        last = expected_sequence - 1
+        if (last, expected_previous) != (head_sequence, head_hash):
             return _broken(
                 checked,
-                head_sequence + 1,
-                f"the checkpoint names event #{checkpoint['sequence']} but the chain ends at "
-                f"#{head_sequence}: newest events were removed",
+                last + 1,
+                f"the chain ends at #{last} but the head says #{head_sequence}: newest events "
+                "were removed or the head was edited",
             )
-        if hashes_at_checkpoint != checkpoint["hash"]:
+        beyond = AuditEvent.objects.filter(sequence__gt=head_sequence).order_by("sequence")
+        first_beyond = beyond.values_list("sequence", flat=True).first()
+        if first_beyond is None:
+            break
+        if _head()[0] == head_sequence:
+            return _broken(
+                checked, first_beyond, "it lies beyond the chain head: not written by Interlock"
+            )
+    if checkpoint:
+        if last < checkpoint["sequence"]:
+            return _broken(
+                checked,
+                last + 1,
+                f"the checkpoint names event #{checkpoint['sequence']} but the chain ends at "
+                f"#{last}: newest events were removed",
+            )
+        if start is None and hashes_at_checkpoint != checkpoint["hash"]:
             return _broken(
                 checked, checkpoint["sequence"], "its hash differs from the exported checkpoint"
             )
-    return Verification(True, checked, head_sequence)
+    return Verification(True, checked, last, head_hash=expected_previous)
+
+
+def _event_problem(event: AuditEvent, sequence: int, previous: str) -> tuple[int, str] | None:
+    if event.sequence != sequence:
+        problem = "missing" if event.sequence > sequence else "duplicated"
+        return sequence, f"event #{sequence} is {problem}"
+    if event.previous_hash != previous:
+        return event.sequence, "its previous hash does not match the chain"
+    if event.hash != compute_hash(event):
+        return event.sequence, "its content does not match its hash"
+    return None
 
 
 def _broken(checked: int, sequence: int, reason: str) -> Verification:

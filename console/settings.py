@@ -210,6 +210,10 @@ ALERT_WINDOW_SECONDS = env.int("ALERT_WINDOW_SECONDS", default=15 * 60)
 ALERT_ERROR_RATE = env.float("ALERT_ERROR_RATE", default=0.2)
 ALERT_MIN_JOBS = env.int("ALERT_MIN_JOBS", default=5)
 RETENTION_INTERVAL_SECONDS = env.int("RETENTION_INTERVAL_SECONDS", default=3600)
+# The scheduler verifies the whole audit chain this often; the audit page checks only what was
+# appended since (a chain longer than AUDIT_PAGE_VERIFY_LIMIT is never verified on a page).
+AUDIT_VERIFY_INTERVAL_SECONDS = env.int("AUDIT_VERIFY_INTERVAL_SECONDS", default=600)
+AUDIT_PAGE_VERIFY_LIMIT = env.int("AUDIT_PAGE_VERIFY_LIMIT", default=100_000)
 EMAIL_URL = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_URL)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="interlock@localhost")

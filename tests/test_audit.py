@@ -7,7 +7,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from connectors import audit
+from connectors import audit, chain_status
 from connectors.models import AuditChainHead, AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -143,3 +143,44 @@ def test_diff_masks_secret_fields():
     )
 
     assert changes == {"name": ["a", "b"], "value": [audit.SECRET_MARK, audit.SECRET_MARK]}
+
+
+def test_an_event_beyond_the_head_was_not_written_by_interlock(chain):
+    last = chain[-1]
+    AuditEvent.objects.create(
+        sequence=last.sequence + 1,
+        action="forged",
+        actor_type=last.actor_type,
+        actor="x",
+        previous_hash=last.hash,
+        hash="0" * 64,
+        created_at=last.created_at,
+    )
+
+    assert "event #6: it lies beyond the chain head" in broken_at()
+
+
+def test_the_audit_page_checks_only_what_came_after_the_scheduler_verified(chain, settings):
+    settings.AUDIT_PAGE_VERIFY_LIMIT = 3
+    assert chain_status.current() == (None, "")  # too long for the page, never verified
+
+    chain_status.verify_and_store()
+    audit.record("test.event", audit.Actor.system("test"), changes={"n": 6})
+    status, verified_at = chain_status.current()
+    assert (status.is_valid, status.checked, status.head_sequence) == (True, 6, 6)
+    assert verified_at
+
+    AuditEvent.objects.filter(sequence=6).update(changes={"n": 66})
+    status, _ = chain_status.current()
+    assert (status.is_valid, status.broken_sequence) == (False, 6)
+
+
+def test_a_broken_chain_found_by_the_scheduler_stays_on_the_page(chain, settings):
+    settings.AUDIT_PAGE_VERIFY_LIMIT = 3
+    AuditEvent.objects.filter(sequence=2).update(changes={"n": 22})
+
+    chain_status.verify_and_store()
+    AuditEvent.objects.filter(sequence=2).update(changes={"n": 2})  # put back: still reported
+
+    status, _ = chain_status.current()
+    assert (status.is_valid, status.broken_sequence) == (False, 2)

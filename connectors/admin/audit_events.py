@@ -9,7 +9,7 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from connectors import audit, exports
+from connectors import audit, chain_status, exports
 from connectors.admin.base import ReadOnlyModelAdmin, actor_for
 from connectors.models import AuditEvent
 
@@ -50,8 +50,13 @@ class AuditEventAdmin(ReadOnlyModelAdmin):
         )
 
     def changelist_view(self, request, extra_context=None):
-        verification = audit.verify()
-        context = {"chain": verification, "query": request.GET.urlencode(), **(extra_context or {})}
+        verification, verified_at = chain_status.current()
+        context = {
+            "chain": verification,
+            "verified_at": verified_at[:19].replace("T", " "),
+            "query": request.GET.urlencode(),
+            **(extra_context or {}),
+        }
         return super().changelist_view(request, context)
 
     def get_urls(self):
