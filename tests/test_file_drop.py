@@ -90,6 +90,7 @@ def test_ai_text_cannot_become_a_spreadsheet_formula(make_file_connector, drop_f
 
     assert safe_cell('=HYPERLINK("http://evil")') == '\'=HYPERLINK("http://evil")'
     assert safe_cell("@SUM(A1)") == "'@SUM(A1)"
+    assert safe_cell("  =1+1") == "'  =1+1"
 
 
 def test_broken_encoding_and_missing_fields_are_reported_with_line_numbers(

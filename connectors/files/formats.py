@@ -239,7 +239,8 @@ def _element_dict(element) -> dict:
 def safe_cell(value: Any) -> str:
     """AI text in a spreadsheet cell must not run as a formula."""
     text = "" if value is None else value if isinstance(value, str) else json.dumps(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
+    # Spreadsheets skip leading spaces before they look for a formula (" =1+1").
+    return "'" + text if text.lstrip(" ").startswith(FORMULA_START) else text
 
 
 class Writer:
