@@ -107,6 +107,35 @@ def test_connector_is_created_with_its_inlines_and_one_audit_event(admin_client,
     assert event.changes["redaction"] == [None, [{"detector": "ssn", "action": "mask"}]]
 
 
+def test_changing_only_an_inline_position_is_audited(admin_client, demo_provider):
+    admin_client.post(reverse("admin:connectors_connector_add"), connector_form(demo_provider))
+    connector = Connector.objects.get()
+    mapping, rule = connector.mappings.get(), connector.redaction_rules.get()
+    form = connector_form(
+        demo_provider,
+        **{
+            "mappings-INITIAL_FORMS": "1",
+            "mappings-0-id": str(mapping.pk),
+            "mappings-0-connector": str(connector.pk),
+            "mappings-0-position": "5",
+            "redaction_rules-INITIAL_FORMS": "1",
+            "redaction_rules-0-id": str(rule.pk),
+            "redaction_rules-0-connector": str(connector.pk),
+        },
+    )
+
+    response = admin_client.post(
+        reverse("admin:connectors_connector_change", args=[connector.pk]), form
+    )
+
+    assert response.status_code == 302
+    [update] = AuditEvent.objects.filter(action="connector.update")
+    assert update.changes["positions"] == [
+        {"mappings": [0], "redaction": [0]},
+        {"mappings": [5], "redaction": [0]},
+    ]
+
+
 def test_connector_page_shows_its_intake_url_and_rate_limit(admin_client, make_connector):
     connector = make_connector("invoices", source_config={"requests_per_minute": 120})
 

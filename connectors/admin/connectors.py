@@ -238,7 +238,15 @@ class ConnectorAdmin(AuditedModelAdmin):
         return obj.dead
 
     def snapshot(self, obj) -> dict:
-        return config.export_connector(obj)
+        """The exported configuration, plus the positions the export leaves implicit (its
+        order): every saved change to an inline leaves an audit event, even a no-op reorder."""
+        return {
+            **config.export_connector(obj),
+            "positions": {
+                "mappings": list(obj.mappings.values_list("position", flat=True)),
+                "redaction": list(obj.redaction_rules.values_list("position", flat=True)),
+            },
+        }
 
     def connector_slug(self, obj) -> str:
         return obj.slug
