@@ -155,13 +155,14 @@ def enqueue(job_ids: Sequence[str]) -> int:
     Never raises on a Redis failure: the rows stay pending/failed and the reconciler retries.
     """
     rows = Job.objects.filter(id__in=job_ids).values_list(
-        "id", "connector_id", "connector__batch_size"
+        "id", "connector_id", "connector__batch_size", "attempts"
     )
     by_connector: dict[int, list[str]] = {}
-    sizes = {}
-    for job_id, connector_id, batch_size in rows:
+    sizes, attempts = {}, {}
+    for job_id, connector_id, batch_size, attempts_used in rows:
         by_connector.setdefault(connector_id, []).append(str(job_id))
         sizes[connector_id] = batch_size
+        attempts[str(job_id)] = attempts_used
     batches = [
         list(chunk)
         for connector_id, ids in by_connector.items()
@@ -193,9 +194,15 @@ def enqueue(job_ids: Sequence[str]) -> int:
         return 0
     now = timezone.now()
     for chunk in batches:
-        Job.objects.filter(id__in=chunk, status__in=[Status.PENDING, Status.FAILED]).update(
-            status=Status.QUEUED, enqueued_at=now, rq_job_id=rq_job_id(chunk)
-        )
+        # Only jobs no worker has run meanwhile: one that already ran and failed again (its
+        # attempts moved on) keeps its status and its backoff.
+        by_attempts: dict[int, list[str]] = {}
+        for job_id in chunk:
+            by_attempts.setdefault(attempts[job_id], []).append(job_id)
+        for attempts_used, ids in by_attempts.items():
+            Job.objects.filter(
+                id__in=ids, status__in=[Status.PENDING, Status.FAILED], attempts=attempts_used
+            ).update(status=Status.QUEUED, enqueued_at=now, rq_job_id=rq_job_id(chunk))
     return sum(len(chunk) for chunk in batches)
 
 

@@ -241,8 +241,12 @@ def retry(jobs, actor: audit.Actor) -> list[str]:
     retried = []
     with transaction.atomic():
         for job in jobs:
+            # A purged job has no prompt left (and no token map): retrying would send nothing
+            # to the AI and write its answer back.
             updated = Job.objects.filter(
-                id=job.id, status__in=[Status.FAILED, Status.DEAD, Status.CANCELLED]
+                id=job.id,
+                status__in=[Status.FAILED, Status.DEAD, Status.CANCELLED],
+                payload_purged_at__isnull=True,
             ).update(
                 status=Status.PENDING,
                 attempts_before_retry=F("attempts"),
@@ -265,7 +269,7 @@ def cancel(jobs, actor: audit.Actor) -> int:
         for job in jobs:
             updated = Job.objects.filter(
                 id=job.id, status__in=[Status.PENDING, Status.QUEUED, Status.FAILED]
-            ).update(status=Status.CANCELLED, finished_at=timezone.now(), encrypted_tokens="")
+            ).update(status=Status.CANCELLED, finished_at=timezone.now())  # tokens kept: retry
             if updated:
                 audit.record("job.cancelled", actor, job, connector=job.connector.slug)
                 cancelled += 1

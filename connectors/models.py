@@ -378,7 +378,7 @@ class Job(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)  # dashboards
     payload_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from connectors import (
     crypto,
@@ -210,15 +211,17 @@ def reveal(credential: Credential | None) -> str | None:
     return credential.reveal()
 
 
-def execute(runtime: Runtime, item: WorkItem) -> Outcome:
+def execute(runtime: Runtime, job: Job) -> Outcome:
     """The network part of the journey; touches no database, so it can run in a thread.
 
     Sinks that write in batches (a database) get the result later, from write_batch."""
-    outcome = Outcome(job_id=item.job_id, item=item)
-    guarded(outcome, lambda: answer(runtime, item, outcome))
+    outcome = Outcome(job_id=str(job.id))
+    guarded(outcome, lambda: setattr(outcome, "item", work_item(job)))  # decrypts the tokens
+    if outcome.error is None:
+        guarded(outcome, lambda: answer(runtime, outcome.item, outcome))
     if outcome.error is None and not runtime.sink.writes_in_batches:
         guarded(outcome, lambda: write_one(runtime, outcome))
-    if outcome.error is not None:
+    if outcome.error is not None and outcome.item is not None:
         report_if_final(runtime, outcome)
     return outcome
 
@@ -228,6 +231,11 @@ def answer(runtime: Runtime, item: WorkItem, outcome: Outcome) -> None:
     result = item.previous_result
     if result is None:
         outcome.output = ask_ai(runtime, item.prompt, outcome)
+        if problem := legacy_json.unstorable([outcome.ai_output, outcome.output]):
+            # Checked before the write-back: an answer the job row cannot hold would otherwise
+            # be written to the legacy system and then fail to be recorded.
+            outcome.ai_output, outcome.output = repr(outcome.ai_output)[:2000], None
+            raise OutputError(f"the answer cannot be stored: {problem}", permanent=False)
         result = outcome.result = mapping.map_fields(outcome.output, runtime.output_fields)
     if runtime.sink.can_restore_tokens and item.tokens:
         result, report = redaction.restore(result, item.tokens)
@@ -356,17 +364,48 @@ def run_batch(job_ids: list[str], *, worker: str = "") -> None:
 def run_concurrently(runtime: Runtime, jobs: list[Job]) -> None:
     by_id = {str(job.id): job for job in jobs}
     heartbeat = settings.JOB_HEARTBEAT_SECONDS
-    with ThreadPoolExecutor(max_workers=min(runtime.concurrency, len(jobs))) as pool:
-        running: set[Future] = {pool.submit(execute, runtime, work_item(job)) for job in jobs}
+    pool = ThreadPoolExecutor(max_workers=min(runtime.concurrency, len(jobs)))
+    running: set[Future] = {pool.submit(execute, runtime, job) for job in jobs}
+    try:
         while running:
             done, running = wait(running, timeout=heartbeat, return_when=FIRST_COMPLETED)
-            outcomes = [future.result() for future in done]
-            if runtime.sink.writes_in_batches:
-                write_batch(runtime, outcomes)
-            finished = [(by_id.pop(o.job_id), o) for o in outcomes]
-            reconnecting(lifecycle.finish_many, finished, what="recording outcomes")
+            record(runtime, by_id, [future.result() for future in done])
             if running:
                 reconnecting(lifecycle.extend_leases, list(by_id), what="renewing leases")
+    except BaseException:
+        # RQ's job timeout or a shutdown: calls not started never will be (their leases run
+        # out and they run again, once); calls in flight finish and are recorded, so nothing
+        # that was written back is run a second time.
+        pool.shutdown(wait=True, cancel_futures=True)
+        record(runtime, by_id, [f.result() for f in running if f.done() and not f.cancelled()])
+        raise
+    finally:
+        pool.shutdown(wait=False)
+
+
+def record(runtime: Runtime, by_id: dict[str, Job], outcomes: list[Outcome]) -> None:
+    """Write the batch-writing sink's results, then record the outcomes in one transaction; if
+    the database refuses one of them, the others are recorded one by one all the same."""
+    if not outcomes:
+        return
+    if runtime.sink.writes_in_batches:
+        write_batch(runtime, outcomes)
+    finished = [(by_id.pop(o.job_id), o) for o in outcomes]
+    try:
+        reconnecting(lifecycle.finish_many, finished, what="recording outcomes")
+    except (OperationalError, InterfaceError):
+        raise  # the database is gone: the leases recover these jobs
+    except Exception:
+        logger.exception("recording %d outcomes failed; recording them one by one", len(finished))
+        for job, outcome in finished:
+            try:
+                lifecycle.finish_many([(job, outcome)])
+            except Exception:
+                logger.exception("the outcome of job %s cannot be stored", job.id)
+                failure = PipelineError(
+                    "the outcome could not be stored (see the worker log)", permanent=True
+                )
+                lifecycle.finish_many([(job, Outcome(job_id=outcome.job_id, error=failure))])
 
 
 def report_dead(job_ids: list[str]) -> None:
@@ -384,7 +423,12 @@ def report_dead(job_ids: list[str]) -> None:
         try:
             for job in connector_jobs:
                 error = PipelineError(job.error_message, code="worker_lost")
-                report_failure(sink, job.connector.slug, work_item(job), error)
+                try:
+                    item = work_item(job)
+                except Exception:  # e.g. a token map no key decrypts: report the others
+                    logger.exception("cannot report lost job %s", job.id)
+                    continue
+                report_failure(sink, job.connector.slug, item, error)
         finally:
             sink.close()
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.db import connection
 
-from connectors import jobs, lifecycle
+from connectors import audit, jobs, lifecycle
 from connectors.models import AuditEvent, Credential, Job, JobAttempt, Provider
 from tests.conftest import CANARY_SECRET, CANARY_SSN
 from tests.worker import drain, run_worker
@@ -453,3 +453,89 @@ def test_wait_times_out_with_202(client, key):
 
     assert response.status_code == 202
     assert response.json()["jobs"][0]["status"] == "queued"
+
+
+# --- Found by review: ways a record was written back twice, or wrongly ------------------------
+
+
+def test_a_batch_cut_off_by_the_rq_timeout_writes_each_record_back_once(
+    client, key, openai_server, callback_server, connector, settings, monkeypatch
+):
+    monkeypatch.setattr(jobs, "RQ_JOB_TIMEOUT", 2)
+    settings.JOB_LEASE_SECONDS, settings.JOB_HEARTBEAT_SECONDS = 1.0, 0.3
+    connector.provider.max_concurrency = 1
+    connector.provider.save()
+    openai_server.script([("slow", 1.2, '{"decision": "approve"}')] * 3)
+    response = client.post(
+        "/api/v1/connectors/invoices/records/",
+        data=json.dumps({"records": [{"note": f"n{i}"} for i in range(3)]}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+    assert response.status_code == 202
+
+    run_worker()  # RQ stops the batch after 2 s: one call done, one in flight, one not started
+    time.sleep(1.2)  # the unstarted job's lease runs out
+    drain()
+
+    assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
+    assert len(callback_server.received) == 3
+    assert len(openai_server.requests) == 3
+
+
+def test_an_answer_the_database_cannot_hold_is_never_written_back(
+    client, key, openai_server, callback_server
+):
+    openai_server.reply('{"decision": "approve", "reason": "odd \\ud800 text"}')
+    job = send(client, key, {"note": "surrogate"})
+
+    drain()
+
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == (Job.Status.DEAD, "invalid_output")
+    assert "unpaired surrogate" in job.error_message
+    assert callback_server.received == []
+
+
+def test_a_token_map_no_key_decrypts_fails_its_job_only(
+    client, key, openai_server, callback_server
+):
+    openai_server.reply('{"decision": "approve"}')
+    good = send(client, key, {"note": "fine", "customer": {"ssn": CANARY_SSN}})
+    bad = send(client, key, {"note": "broken", "customer": {"ssn": CANARY_SSN}})
+    Job.objects.filter(id=bad.id).update(encrypted_tokens="not-a-fernet-token")
+
+    drain()
+
+    good.refresh_from_db()
+    bad.refresh_from_db()
+    assert (good.status, good.attempts) == (Job.Status.SUCCEEDED, 1)
+    assert bad.status == Job.Status.DEAD and bad.attempts == 3
+    assert len(callback_server.received) == 1
+
+
+def test_a_cancelled_job_retried_later_still_restores_its_values(
+    client, key, openai_server, callback_server, admin_user
+):
+    openai_server.responder = echo_token
+    settings_actor = audit.Actor.user(admin_user, "127.0.0.1")
+    job = send(client, key, {"note": "later", "customer": {"ssn": CANARY_SSN}})
+    lifecycle.cancel([job], settings_actor)
+
+    lifecycle.retry([Job.objects.get(id=job.id)], settings_actor)
+    drain()
+
+    [(_, _, payload)] = callback_server.received
+    assert payload["result"]["ai_reason"] == f"customer {CANARY_SSN} ok"
+
+
+def test_a_purged_job_cannot_be_retried(client, key, admin_user):
+    job = send(client, key, {"note": "old"})
+    Job.objects.filter(id=job.id).update(
+        status=Job.Status.DEAD, prompt="", payload_purged_at="2026-01-01T00:00:00Z"
+    )
+
+    retried = lifecycle.retry([job], audit.Actor.user(admin_user, "127.0.0.1"))
+
+    assert retried == []
+    assert Job.objects.get(id=job.id).status == Job.Status.DEAD
