@@ -75,7 +75,7 @@ def submit(
     (file and database sources report such rows instead of refusing the whole batch).
     """
     plan = pipeline.load_intake_plan(connector)
-    prepared, accepted = [], []
+    prepared, accepted, positions = [], [], []
     for index, submission in enumerate(submissions):
         try:
             prepared.append(pipeline.prepare(plan, submission.record))
@@ -85,6 +85,7 @@ def submit(
             rejected.append(RecordRejected(index, error))
             continue
         accepted.append(submission)
+        positions.append(index)
     submissions = accepted
     keys = [s.idempotency_key or str(uuid.uuid4()) for s in submissions]
     candidates = [
@@ -104,7 +105,6 @@ def submit(
         )
         for key, submission, record in zip(keys, submissions, prepared, strict=True)
     ]
-    new_ids = {job.id for job in candidates}
     with transaction.atomic():
         Job.objects.bulk_create(candidates, ignore_conflicts=True, batch_size=500)
         by_key = {}
@@ -112,8 +112,18 @@ def submit(
             for job in Job.objects.filter(connector=connector, idempotency_key__in=chunk):
                 job.connector = connector  # str(job) in the audit entry needs it: no query each
                 by_key[job.idempotency_key] = job
-        results = [(by_key[key], by_key[key].id in new_ids) for key in keys]
-        refuse_reused_keys(results, submissions)
+        # New only if this very candidate was inserted (two records of one batch may share a key).
+        results = [
+            (by_key[key], by_key[key].id == candidate.id)
+            for key, candidate in zip(keys, candidates, strict=True)
+        ]
+        conflicts = reused_keys(results, submissions, positions)
+        if conflicts and rejected is None:
+            raise conflicts[0]
+        if conflicts:
+            rejected.extend(conflicts)
+            refused = {positions.index(conflict.index) for conflict in conflicts}
+            results = [result for n, result in enumerate(results) if n not in refused]
         created = [job for job, is_new in results if is_new]
         audit.record_many(
             audit.entry_for(
@@ -131,10 +141,13 @@ def submit(
     return results
 
 
-def refuse_reused_keys(results: list[tuple[Job, bool]], submissions: Sequence[Submission]) -> None:
+def reused_keys(
+    results: list[tuple[Job, bool]], submissions: Sequence[Submission], positions: list[int]
+) -> list[RecordRejected]:
     """A key seen before must come with the same record; otherwise the caller reused a key for a
     new record (a counter reset, a collision) and answering with the old job would lose it."""
-    for index, ((job, is_new), submission) in enumerate(zip(results, submissions, strict=True)):
+    conflicts = []
+    for (job, is_new), submission, index in zip(results, submissions, positions, strict=True):
         stored, sent = job.record_fingerprint, submission.fingerprint
         if not is_new and stored and sent and stored != sent:
             error = PipelineError(
@@ -143,7 +156,8 @@ def refuse_reused_keys(results: list[tuple[Job, bool]], submissions: Sequence[Su
                 code="idempotency_key_reused",
                 permanent=True,
             )
-            raise RecordRejected(index, error)
+            conflicts.append(RecordRejected(index, error))
+    return conflicts
 
 
 # --- Enqueue and run -----------------------------------------------------------------------

@@ -9,8 +9,8 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from connectors import audit, broker, dashboard, http
-from connectors.models import Connector, Job, WebhookReceipt
+from connectors import audit, dashboard, http
+from connectors.models import AuditEvent, Connector, Job, WebhookReceipt
 
 logger = logging.getLogger(__name__)
 PURGE_CHUNK = 1000
@@ -25,12 +25,18 @@ def purge_payloads(now=None) -> dict[str, int]:
     for connector in Connector.objects.filter(retention_days__isnull=False):
         cutoff = now - timedelta(days=connector.retention_days)
         old = Job.objects.filter(
-            connector=connector, finished_at__lt=cutoff, payload_purged_at__isnull=True
+            connector=connector,
+            finished_at__lt=cutoff,
+            status__in=Job.FINISHED,
+            payload_purged_at__isnull=True,
         )
         count = 0
         while ids := list(old.values_list("id", flat=True)[:PURGE_CHUNK]):
             with transaction.atomic():
-                count += Job.objects.filter(id__in=ids).update(
+                # Re-checked in the update: a job retried meanwhile is no longer finished.
+                count += Job.objects.filter(
+                    id__in=ids, finished_at__lt=cutoff, status__in=Job.FINISHED
+                ).update(
                     input_data={},
                     redaction_hits={},
                     prompt="",
@@ -65,34 +71,57 @@ def purge_webhook_receipts(now=None) -> int:
 
 
 def send_alerts() -> list[str]:
-    """Alert once per window per failing connector: e-mail and an optional webhook."""
+    """Alert once per window per failing connector: e-mail and an optional webhook.
+
+    The audit event of a sent alert is what marks the window (no Redis needed, so alerts go out
+    while Redis is down); an alert that could not be delivered is tried again next minute."""
     if not settings.ALERT_EMAILS and not settings.ALERT_WEBHOOK_URL:
         return []
     window = timedelta(seconds=settings.ALERT_WINDOW_SECONDS)
+    since = timezone.now() - window
     sent = []
     for slug, figures in dashboard.failing_connectors(
         window, settings.ALERT_ERROR_RATE, settings.ALERT_MIN_JOBS
     ):
-        key = f"interlock:alert:{slug}"
-        if not broker.get_redis().set(key, "1", nx=True, ex=settings.ALERT_WINDOW_SECONDS):
+        if AuditEvent.objects.filter(
+            action="alert.sent", connector=slug, created_at__gte=since
+        ).exists():
             continue  # already alerted in this window
         subject = f"Interlock: connector {slug} is failing"
         body = (
             f"{figures['dead']} of the {figures['ended']} jobs of connector {slug} that ended in "
             f"the last {window} are dead. See the admin's job list for their errors."
         )
-        if settings.ALERT_EMAILS:
-            send_mail(subject, body, None, settings.ALERT_EMAILS, fail_silently=True)
-        if settings.ALERT_WEBHOOK_URL:
-            post_webhook({"connector": slug, "subject": subject, "text": body, **figures})
-        audit.record("alert.sent", SYSTEM, connector=slug, changes=figures)
-        sent.append(slug)
+        delivered = []
+        if settings.ALERT_EMAILS and send_email(subject, body):
+            delivered.append("email")
+        if settings.ALERT_WEBHOOK_URL and post_webhook(
+            {"connector": slug, "subject": subject, "text": body, **figures}
+        ):
+            delivered.append("webhook")
+        if delivered:
+            audit.record("alert.sent", SYSTEM, connector=slug, changes={**figures, "to": delivered})
+            sent.append(slug)
     return sent
 
 
-def post_webhook(payload: dict) -> None:
+def send_email(subject: str, body: str) -> bool:
+    try:
+        send_mail(subject, body, None, settings.ALERT_EMAILS)
+    except Exception as error:  # SMTP refused or unreachable: try again next minute
+        logger.warning("alert e-mail failed: %s", type(error).__name__)
+        return False
+    return True
+
+
+def post_webhook(payload: dict) -> bool:
     try:
         with http.build_client(timeout=10) as client:
-            client.post(settings.ALERT_WEBHOOK_URL, json=payload)
+            response = client.post(settings.ALERT_WEBHOOK_URL, json=payload)
     except httpx.HTTPError as error:
         logger.warning("alert webhook failed: %s", http.describe_transport_error(error))
+        return False
+    if response.status_code >= 300:
+        logger.warning("alert webhook answered HTTP %s", response.status_code)
+        return False
+    return True

@@ -12,6 +12,7 @@ import pika
 import pytest
 
 from connectors import polling
+from connectors.management.commands import run_sources
 from connectors.models import Job
 from tests.worker import drain
 
@@ -121,6 +122,81 @@ def test_a_redelivered_message_is_the_same_job(broker, consumer):
 
     assert Job.objects.count() == 1
     assert channel.queue_declare(queues["in"], passive=True).method.message_count == 0
+
+
+def test_a_reused_message_id_with_another_body_is_refused_not_swallowed(broker, consumer):
+    channel, queues = broker
+    publish(channel, queues["in"], {"note": "order 1"}, message_id="1")
+    wait_for_jobs(1)
+    publish(
+        channel,
+        queues["in"],
+        {"note": "order 2"},
+        message_id="1",
+        reply_to=queues["out"],
+        correlation_id="second",
+    )
+
+    [(correlation, answer)] = replies(channel, queues["out"], 1)
+
+    assert correlation == "second" and answer["status"] == "refused"
+    assert "already used for a different record" in answer["error"]
+    assert Job.objects.count() == 1
+
+
+def test_messages_without_ids_are_each_a_job_and_odd_properties_do_not_block(broker, consumer):
+    channel, queues = broker
+    publish(channel, queues["in"], {"note": "ping"})
+    publish(channel, queues["in"], {"note": "ping"})  # the same request, sent twice on purpose
+    publish(channel, queues["in"], {"note": "odd"}, correlation_id=b"\xff\xfe", message_id="odd")
+
+    wait_for_jobs(3)
+
+    assert (
+        Job.objects.get(idempotency_key="msg:odd").source_metadata["correlation_id"]
+        == "\ufffd\ufffd"
+    )
+
+
+def test_a_saved_connector_restarts_its_consumer_with_the_new_settings(broker, make_connector):
+    channel, queues = broker
+    connector = make_connector(
+        "queue",
+        inputs=[("note", "text", True)],
+        prompt="Old: {{ text }}",
+        source_kind="amqp",
+        source_config={"queue": queues["in"]},
+        sink_kind="amqp",
+    )
+    command, consumers = run_sources.Command(), {}
+    command.manage_consumers(consumers)
+    first = consumers[connector.id][0]
+
+    connector.prompt_template = "New: {{ text }}"
+    connector.save()
+    command.manage_consumers(consumers)
+    try:
+        publish(channel, queues["in"], {"note": "after the edit"}, message_id="m")
+        wait_for_jobs(1)
+    finally:
+        for thread, stop, _ in consumers.values():
+            stop.set()
+            thread.join(10)
+
+    assert consumers[connector.id][0] is not first and not first.is_alive()
+    assert Job.objects.get().prompt == "New: after the edit"
+
+
+def test_an_answer_to_a_reply_queue_that_is_gone_fails_at_once(broker, consumer):
+    channel, queues = broker
+    publish(channel, queues["in"], {"note": "x"}, reply_to="interlock-test-gone", message_id="g")
+    wait_for_jobs(1)
+
+    drain()
+
+    job = Job.objects.get()
+    assert (job.status, job.attempts) == (Job.Status.DEAD, 1)  # not retried max_attempts times
+    assert "is the reply queue gone?" in job.error_message
 
 
 def test_a_bad_message_is_refused_with_a_reply(broker, consumer):

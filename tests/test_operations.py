@@ -87,6 +87,28 @@ def test_alert_webhook_is_posted(settings, connector, callback_server):
     assert payload["dead"] == 1
 
 
+def test_an_alert_that_could_not_be_delivered_is_sent_again(settings, connector, callback_server):
+    settings.ALERT_WEBHOOK_URL = callback_server.url
+    settings.ALERT_MIN_JOBS = 1
+    finished_jobs(connector, ["dead"])
+    callback_server.script([500])
+
+    assert operations.send_alerts() == []  # the receiver failed: not counted as sent
+    assert operations.send_alerts() == ["invoices"]
+    assert operations.send_alerts() == []  # delivered: quiet for the rest of the window
+    assert len(callback_server.received) == 2
+
+
+def test_alerts_go_out_while_redis_is_down(settings, connector):
+    settings.ALERT_EMAILS = ["oncall@example.com"]
+    settings.ALERT_MIN_JOBS = 1
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    finished_jobs(connector, ["dead"])
+
+    assert operations.send_alerts() == ["invoices"]
+    assert len(mail.outbox) == 1
+
+
 def test_retention_blanks_old_payloads_and_keeps_the_history(connector):
     connector.retention_days = 30
     connector.save()

@@ -7,7 +7,7 @@ import json
 import threading
 
 import pika
-from pika.exceptions import AMQPError
+from pika.exceptions import AMQPError, UnroutableError
 
 from connectors import amqp
 from connectors.errors import SinkError
@@ -70,8 +70,17 @@ class AmqpSink(Sink):
                 self.channel().basic_publish(
                     exchange, routing_key, json.dumps(body), properties, mandatory=True
                 )
+            except UnroutableError:
+                # No queue is bound to it (a reply_to queue the caller has deleted): retrying
+                # cannot help. The channel is still fine.
+                raise SinkError(
+                    f"message queue: nothing receives messages routed to {routing_key!r} "
+                    f"(exchange {exchange or '(default)'}); is the reply queue gone?",
+                    permanent=True,
+                ) from None
             except (AMQPError, OSError) as error:
                 self._channel = None
+                self.close()  # the broken connection goes with its channel
                 raise SinkError(f"message queue: {amqp.describe_error(error)}") from None
         return f"{exchange or '(default)'}/{routing_key}"
 

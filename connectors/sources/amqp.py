@@ -7,14 +7,14 @@ object is rejected without requeue (it goes to the queue's dead-letter exchange,
 and, when it names a reply_to queue, answered with the error.
 """
 
-import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Callable
 
 import pika
 
-from connectors import amqp, legacy_json
+from connectors import amqp, crypto, legacy_json
 from connectors.sources.base import Source, check_keys
 
 logger = logging.getLogger(__name__)
@@ -114,18 +114,32 @@ class AmqpSource(Source):
 
 
 def item_for(properties, body: bytes, record: dict) -> dict:
-    if properties.message_id:
-        key = f"msg:{properties.message_id}"
-    elif properties.correlation_id:
-        key = f"corr:{properties.correlation_id}"
+    """A message as a submission. Its message_id (else correlation_id) makes a redelivery the
+    same job, and a reused id with another body is refused, not swallowed. A message without
+    either is a new job each time: two equal bodies may be two real requests."""
+    message_id, correlation_id = text(properties.message_id), text(properties.correlation_id)
+    if message_id:
+        key = f"msg:{message_id}"
+    elif correlation_id:
+        key = f"corr:{correlation_id}"
     else:
-        key = f"sha:{hashlib.sha256(body).hexdigest()}"
+        key = f"uuid:{uuid.uuid4()}"
     return {
         "record": record,
         "idempotency_key": key[:255],
-        "source_reference": f"message {properties.message_id or properties.correlation_id or ''}",
+        "source_reference": f"message {message_id or correlation_id}".strip(),
         "source_metadata": {
-            "reply_to": properties.reply_to or "",
-            "correlation_id": properties.correlation_id or "",
+            "reply_to": text(properties.reply_to),
+            "correlation_id": correlation_id,
         },
+        "fingerprint": crypto.record_fingerprint(record),
     }
+
+
+def text(value) -> str:
+    """A message property as storable text: pika hands over bytes when it is not UTF-8."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return str(value).replace("\x00", "")[:255]
