@@ -36,38 +36,31 @@ def verify_and_store() -> audit.Verification:
 def current() -> tuple[audit.Verification | None, str]:
     """(the chain's status, when it was last fully verified); (None, "") if it is not known yet
     because the chain is too long to verify on a page and the scheduler has not run."""
-    stored = load()
+    stored, verified_at = load()
     if stored is not None and not stored.is_valid:
-        return stored, stored_at()
+        return stored, verified_at
     if stored is not None:
         since = audit.verify(start=(stored.head_sequence, stored.head_hash))
         if not since.is_valid:
             return since, ""
         total = stored.checked + since.checked
-        return audit.Verification(True, total, since.head_sequence, head_hash=since.head_hash), (
-            stored_at()
-        )
+        return audit.Verification(
+            True, total, since.head_sequence, head_hash=since.head_hash
+        ), verified_at
     head = AuditChainHead.objects.filter(pk=1).first()
     if head is None or head.sequence <= settings.AUDIT_PAGE_VERIFY_LIMIT:
         return audit.verify(), ""  # verified in full, now
     return None, ""
 
 
-def load() -> audit.Verification | None:
-    raw = _raw()
-    if not raw:
-        return None
-    fields = {key: raw[key] for key in audit.Verification.__dataclass_fields__ if key in raw}
-    return audit.Verification(**fields)
-
-
-def stored_at() -> str:
-    return (_raw() or {}).get("at", "")
-
-
-def _raw() -> dict | None:
+def load() -> tuple[audit.Verification | None, str]:
+    """The scheduler's last full verification and when it ran; (None, "") if there is none."""
     try:
         value = broker.get_redis().get(KEY)
     except RedisError:
-        return None
-    return json.loads(value) if value else None
+        return None, ""
+    if not value:
+        return None, ""
+    raw = json.loads(value)
+    fields = {key: raw[key] for key in audit.Verification.__dataclass_fields__ if key in raw}
+    return audit.Verification(**fields), raw.get("at", "")

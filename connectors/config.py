@@ -285,6 +285,7 @@ def _check_connector(item, providers: set, credentials: set, problems: _Problems
     if item["provider"] not in providers:
         problems.add(f"{where}.provider", f"no provider named {item['provider']!r}")
     source, sink = dict(item.get("source") or {"kind": "webhook"}), dict(item.get("sink") or {})
+    sink_kind = sink.get("kind", "none")
     output = item.get("output") or {}
     checks = [
         lambda: validation.check_source(source.pop("kind", "webhook"), source),
@@ -315,14 +316,8 @@ def _check_connector(item, providers: set, credentials: set, problems: _Problems
     outputs = {
         entry.get("to") for entry in item.get("output_mapping") or [] if isinstance(entry, dict)
     }
-    sink_config = dict(item.get("sink") or {})
-    try:
-        validation.check_writable_columns(
-            sink_config.pop("kind", "none"),
-            sink_config,
-            dict(item.get("source") or {}),
-            outputs - {None},
-        )
+    try:  # source and sink hold their config here: the checks above took their kinds out
+        validation.check_writable_columns(sink_kind, sink, source, outputs - {None})
     except ValidationError as error:
         problems.add(f"{where}.output_mapping", error)
 

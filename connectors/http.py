@@ -104,10 +104,7 @@ def classify_response(
     code = response.status_code
     if 200 <= code < 300:
         return
-    body = " ".join(response.text[:200].split())
-    for secret in secrets:
-        if secret:
-            body = body.replace(secret, "***")
+    body = scrub(" ".join(response.text[:200].split()), secrets)
     message = f"{what} answered HTTP {code}" + (f": {body}" if body else "")
     if 300 <= code < 400:
         raise error_class(
@@ -116,6 +113,14 @@ def classify_response(
     if code in (408, 429) or code >= 500:
         raise error_class(message, permanent=False, retry_after=retry_after_seconds(response))
     raise error_class(message, permanent=True)
+
+
+def scrub(text: str, secrets) -> str:
+    """`text` without any of `secrets` (servers echo the key they refused)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def describe_transport_error(error: httpx.HTTPError) -> str:

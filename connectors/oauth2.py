@@ -88,7 +88,7 @@ def refusal(response: httpx.Response, body: dict, credentials: ClientCredentials
     code = response.status_code
     reason = " ".join(str(body.get(key, "")) for key in ("error", "error_description")).strip()
     message = f"token endpoint answered HTTP {code}" + (f": {reason[:200]}" if reason else "")
-    message = message.replace(credentials.client_secret, "***")
+    message = http.scrub(message, (credentials.client_secret,))
     transient = code in (408, 429) or code >= 500
     if code in (400, 401):
         message += " (check the client id, secret and scope)"

@@ -193,7 +193,7 @@ class FileDropSource(Source):
             rows_rejected=len(errors),
             errors=[
                 {"row": r, "line": line, "error": message}
-                for r, line, message in sorted(errors, key=is_row_error)[:100]
+                for r, line, message in sorted(errors, key=lambda e: not is_file_error(e[2]))[:100]
             ],
         )
         return submitted
@@ -256,7 +256,7 @@ class FileDropSource(Source):
         # Only what was claimed: bytes appended later were never submitted.
         self.write_output(path, spool, self.folder / "outbox" / output_name, source_file.size_bytes)
         self.write_errors(spool, self.folder / "outbox" / f"{output_name}.errors.csv")
-        file_failed = grew > 0 or any(not is_row_error(e) for e in source_file.errors)
+        file_failed = grew > 0 or any(is_file_error(e.get("error", "")) for e in source_file.errors)
         os.replace(path, self.folder / ("error" if file_failed else "archive") / source_file.name)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{spool.path}{suffix}").unlink(missing_ok=True)
@@ -368,7 +368,6 @@ def sha256_of(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def is_row_error(error) -> bool:
-    """Row errors sort after file errors ("file: …"), which decide the file's fate."""
-    message = error[2] if isinstance(error, tuple) else error.get("error", "")
-    return not message.startswith("file:")
+def is_file_error(message: str) -> bool:
+    """Errors of the whole file ("file: …") decide its fate and are listed before row errors."""
+    return message.startswith("file:")
