@@ -32,6 +32,7 @@ def main() -> None:
 
     from connectors import audit, jobs
     from connectors.models import Job
+    from connectors.work import Submission
 
     ideal = arguments.concurrency * 1000 / arguments.latency_ms if arguments.latency_ms else None
     print(
@@ -50,7 +51,7 @@ def main() -> None:
             concurrency=arguments.concurrency,
             latency_ms=arguments.latency_ms,
         )
-        submissions = [jobs.Submission({"text": f"record {n}"}) for n in range(arguments.records)]
+        submissions = [Submission({"text": f"record {n}"}) for n in range(arguments.records)]
         for start in range(0, len(submissions), 1000):
             jobs.submit(connector, submissions[start : start + 1000], audit.Actor.system("bench"))
         started = time.perf_counter()

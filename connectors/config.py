@@ -18,6 +18,8 @@ from django.db import transaction
 
 from connectors import audit, validation
 from connectors.models import Connector, Credential, FieldMapping, Provider, RedactionRule
+from connectors.sinks import SINKS
+from connectors.sources import SOURCES
 
 VERSION = 1
 
@@ -115,20 +117,26 @@ def export_mapping(item: FieldMapping) -> dict:
     return exported
 
 
+def exported_plugin(registry, kind: str, config: dict) -> dict:
+    """A source or sink as the file holds it: its kind, then its settings in declared order."""
+    settings = registry.get(kind).exported(config) if kind in registry else config
+    return {"kind": kind, **settings}
+
+
 def export_connector(connector: Connector) -> dict:
     mappings = list(connector.mappings.all())
     return {
         "slug": connector.slug,
         "name": connector.name,
         "enabled": connector.is_enabled,
-        "source": {"kind": connector.source_kind, **connector.source_config},
+        "source": exported_plugin(SOURCES, connector.source_kind, connector.source_config),
         "provider": connector.provider.name,
         "input_mapping": [export_mapping(m) for m in mappings if m.direction == "input"],
         "redaction": [export_rule(rule) for rule in connector.redaction_rules.all()],
         "prompt": connector.prompt_template,
         "output": {"format": connector.output_format, "schema": connector.output_schema},
         "output_mapping": [export_mapping(m) for m in mappings if m.direction == "output"],
-        "sink": {"kind": connector.sink_kind, **connector.sink_config},
+        "sink": exported_plugin(SINKS, connector.sink_kind, connector.sink_config),
         "max_attempts": connector.max_attempts,
         "batch_size": connector.batch_size,
         "poll_interval_seconds": connector.poll_interval_seconds,
@@ -284,12 +292,16 @@ def _check_connector(item, providers: set, credentials: set, problems: _Problems
         return
     if item["provider"] not in providers:
         problems.add(f"{where}.provider", f"no provider named {item['provider']!r}")
-    source, sink = dict(item.get("source") or {"kind": "webhook"}), dict(item.get("sink") or {})
-    sink_kind = sink.get("kind", "none")
+    source_kind, source = plugin_section(item, "source", SOURCES)
+    sink_kind, sink = plugin_section(item, "sink", SINKS)
     output = item.get("output") or {}
     checks = [
-        lambda: validation.check_source(source.pop("kind", "webhook"), source),
-        lambda: validation.check_sink(sink.pop("kind", "none"), sink),
+        lambda: validation.check_source(source_kind, source),
+        lambda: validation.check_sink(sink_kind, sink),
+        lambda: validation.check_credentials_exist(
+            SOURCES, source_kind, source, "source", credentials
+        ),
+        lambda: validation.check_credentials_exist(SINKS, sink_kind, sink, "sink", credentials),
         lambda: validation.check_prompt(item["prompt"]),
         lambda: validation.check_output(output.get("format", "text"), output.get("schema")),
     ]
@@ -298,10 +310,6 @@ def _check_connector(item, providers: set, credentials: set, problems: _Problems
             check()
         except ValidationError as error:
             problems.add(where, error)
-    for key in ("credential", "signing_credential"):
-        name = sink.get(key)
-        if name and name not in credentials:
-            problems.add(f"{where}.sink.{key}", f"no credential named {name!r}")
     for direction in ("input_mapping", "output_mapping"):
         for index, entry in enumerate(item.get(direction) or []):
             spot = f"{where}.{direction}[{index}]"
@@ -316,10 +324,16 @@ def _check_connector(item, providers: set, credentials: set, problems: _Problems
     outputs = {
         entry.get("to") for entry in item.get("output_mapping") or [] if isinstance(entry, dict)
     }
-    try:  # source and sink hold their config here: the checks above took their kinds out
+    try:
         validation.check_writable_columns(sink_kind, sink, source, outputs - {None})
     except ValidationError as error:
         problems.add(f"{where}.output_mapping", error)
+
+
+def plugin_section(item: dict, section: str, registry) -> tuple[str, dict]:
+    """A connector's source or sink from the file: (kind, settings without the kind)."""
+    settings = dict(item.get(section) or {})
+    return settings.pop("kind", registry.default), settings
 
 
 def _apply_credential(item: dict, environ, actor: audit.Actor, summary: ImportSummary) -> None:
@@ -414,18 +428,19 @@ def _apply_global_rules(items: list[dict], actor: audit.Actor, summary: ImportSu
 
 
 def _apply_connector(item: dict, actor: audit.Actor, summary: ImportSummary) -> None:
-    source, sink = dict(item.get("source") or {"kind": "webhook"}), dict(item.get("sink") or {})
+    source_kind, source = plugin_section(item, "source", SOURCES)
+    sink_kind, sink = plugin_section(item, "sink", SINKS)
     output = item.get("output") or {}
     values = {
         "name": item.get("name") or item["slug"],
         "is_enabled": item.get("enabled", True),
-        "source_kind": source.pop("kind", "webhook"),
+        "source_kind": source_kind,
         "source_config": source,
         "provider": Provider.objects.get(name=item["provider"]),
         "prompt_template": item["prompt"],
         "output_format": output.get("format", "text"),
         "output_schema": output.get("schema"),
-        "sink_kind": sink.pop("kind", "none"),
+        "sink_kind": sink_kind,
         "sink_config": sink,
     }
     for key in ("max_attempts", "batch_size", "poll_interval_seconds", "retention_days"):

@@ -8,9 +8,7 @@ from functools import cache
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
-
-class DecryptionError(Exception):
-    """A stored secret cannot be decrypted with any key in FIELD_ENCRYPTION_KEYS."""
+from connectors.errors import DecryptionError
 
 
 @cache
@@ -44,14 +42,6 @@ def rotate(token: str) -> str:
         raise DecryptionError(
             "a stored secret cannot be re-encrypted: its key is missing from FIELD_ENCRYPTION_KEYS"
         ) from None
-
-
-def is_encrypted_with_first_key(token: str) -> bool:
-    try:
-        Fernet(settings.FIELD_ENCRYPTION_KEYS[0]).decrypt(token.encode())
-    except InvalidToken:
-        return False
-    return True
 
 
 def audit_mac(message: bytes) -> str:

@@ -4,6 +4,8 @@ from django.db import transaction
 
 from connectors import audit
 from connectors.models import ApiKey, Connector, FieldMapping, Provider, RedactionRule
+from connectors.providers.demo import DemoProvider
+from connectors.sinks.none import NoSink
 
 DEMO_SCHEMA = {
     "type": "object",
@@ -21,7 +23,7 @@ def seed_demo() -> tuple[Connector, str] | None:
         return None
     actor = audit.Actor.system("seed")
     with transaction.atomic():
-        provider = Provider.objects.create(name="demo", kind="demo", max_concurrency=8)
+        provider = Provider.objects.create(name="demo", kind=DemoProvider.kind, max_concurrency=8)
         connector = Connector.objects.create(
             name="Demo invoice approval (demo provider: no AI is called)",
             slug="demo",
@@ -32,7 +34,7 @@ def seed_demo() -> tuple[Connector, str] | None:
             ),
             output_format=Connector.OutputFormat.JSON,
             output_schema=DEMO_SCHEMA,
-            sink_kind="none",
+            sink_kind=NoSink.kind,
         )
         FieldMapping.objects.bulk_create(
             [

@@ -77,3 +77,11 @@ class SinkError(PipelineError):
     """The write-back to the legacy system failed."""
 
     code = "sink_error"
+
+
+class DecryptionError(PipelineError):
+    """A stored secret cannot be decrypted with any key in FIELD_ENCRYPTION_KEYS; retrying
+    cannot help until an operator puts the key back."""
+
+    code = "decryption_failed"
+    permanent = True

@@ -96,14 +96,15 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
 
 def classify_response(
     response: httpx.Response, *, what: str, error_class=PipelineError, secrets=()
-) -> None:
-    """Return for 2xx; raise a transient error for 408/429/5xx, a permanent one for the rest.
+) -> httpx.Response:
+    """The response if it is a 2xx; else a transient error for 408/429/5xx, a permanent one for
+    the rest.
 
     The message quotes the start of the body, minus `secrets`: servers echo the key they
     refused ("Incorrect API key provided: sk-…"), and the message is shown in the admin."""
     code = response.status_code
     if 200 <= code < 300:
-        return
+        return response
     body = scrub(" ".join(response.text[:200].split()), secrets)
     message = f"{what} answered HTTP {code}" + (f": {body}" if body else "")
     if 300 <= code < 400:

@@ -11,22 +11,19 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 
-from connectors import audit, broker, crypto, lifecycle, pipeline
+from connectors import audit, batches, broker, crypto, lifecycle, pipeline
 from connectors.errors import PipelineError
 from connectors.models import Connector, Job
+from connectors.work import Submission
 
 logger = logging.getLogger(__name__)
 Status = Job.Status
@@ -39,16 +36,6 @@ def get_queue() -> Queue:
 
 
 # --- Intake --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Submission:
-    record: Any
-    idempotency_key: str = ""
-    source_reference: str = ""
-    source_metadata: dict = field(default_factory=dict)
-    source_file_id: int | None = None
-    fingerprint: str = ""  # set by callers whose key may be reused for another record by mistake
 
 
 class RecordRejected(Exception):
@@ -232,7 +219,7 @@ def run_batch(job_ids: list[str]) -> None:
     """The RQ entry point: ids in, everything else from the database."""
     release_stale_connections()
     try:
-        pipeline.run_batch(job_ids, worker=worker_name())
+        batches.run_batch(job_ids, worker=worker_name())
     finally:
         release_stale_connections()
 
@@ -265,20 +252,15 @@ def worker_name() -> str:
 # --- Reconciler ----------------------------------------------------------------------------
 
 
-def reconcile() -> dict[str, int]:
-    """Enqueue what Redis lost or never got; recover jobs of dead workers. Idempotent."""
-    now = timezone.now()
+def reconcile(now=None) -> dict[str, int]:
+    """Enqueue what Redis lost or never got; recover jobs of dead workers. Idempotent.
+    `now` lets tests move the clock past a lease instead of sleeping."""
+    now = now or timezone.now()
     counts = {}
     counts["lost"], dead = lifecycle.recover_lost(now)
     if dead:
-        pipeline.report_dead(dead)
-    grace = now - timedelta(seconds=settings.JOB_PENDING_GRACE_SECONDS)
-    due = list(
-        Job.objects.filter(
-            Q(status=Status.PENDING, created_at__lt=grace)
-            | Q(status=Status.FAILED, next_attempt_at__lte=now)
-        ).values_list("id", flat=True)[:5000]
-    )
+        batches.report_dead(dead)
+    due = list(Job.objects.due(now).values_list("id", flat=True)[:5000])
     counts["stale_queued"] = len(stale_queued := find_stale_queued(now))
     counts["enqueued"] = enqueue([str(job_id) for job_id in due] + stale_queued)
     return counts
@@ -286,12 +268,7 @@ def reconcile() -> dict[str, int]:
 
 def find_stale_queued(now) -> list[str]:
     """Queued jobs whose RQ job is gone (Redis flushed or restarted without persistence)."""
-    cutoff = now - timedelta(seconds=settings.JOB_STALE_QUEUED_SECONDS)
-    rows = list(
-        Job.objects.filter(status=Status.QUEUED, enqueued_at__lt=cutoff).values_list(
-            "id", "rq_job_id"
-        )[:5000]
-    )
+    rows = list(Job.objects.queued_before(now).values_list("id", "rq_job_id")[:5000])
     if not rows:
         return []
     rq_ids = sorted({rq_id for _, rq_id in rows if rq_id})

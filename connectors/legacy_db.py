@@ -11,6 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from connectors.plugins import Setting
+
 SKIP_LOCKED_DIALECTS = {"postgresql", "mysql", "mariadb", "oracle"}
 DRIVERS = {
     "postgres": "postgresql+psycopg",
@@ -18,6 +20,16 @@ DRIVERS = {
     "mysql": "mysql+pymysql",
     "mariadb": "mysql+pymysql",
 }
+
+
+# The status values a polled table moves through; shared by the db_poll source and the db_update
+# sink, which inherits them from its source.
+STATUS_SETTINGS = (
+    Setting("pending_value", default="pending", help="Status of rows waiting for the AI."),
+    Setting("claimed_value", default="processing", help="Status while a job holds the row."),
+    Setting("done_value", default="complete", help="Status once the answer is written."),
+    Setting("error_value", default="error", help="Status when the job ended without an answer."),
+)
 
 
 def normalise_url(url: str) -> str:

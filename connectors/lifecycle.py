@@ -13,22 +13,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, PositiveIntegerField, Value, When
 from django.utils import timezone
 
 from connectors import audit
 from connectors.models import Job, JobAttempt
+from connectors.work import Outcome
 
 Status = Job.Status
 SYSTEM = audit.Actor.system("worker")
-
-
-def claimable(now) -> Q:
-    return (
-        Q(status__in=[Status.PENDING, Status.QUEUED])
-        | Q(status=Status.FAILED, next_attempt_at__lte=now)
-        | Q(status=Status.FAILED, next_attempt_at__isnull=True)
-    )
 
 
 def lease_until(now):
@@ -41,23 +34,27 @@ def claim(job_ids: list[str], worker: str = "") -> list[Job]:
     with transaction.atomic():
         rows = list(
             Job.objects.select_for_update(skip_locked=True)
-            .filter(claimable(now), id__in=job_ids)
+            .claimable(now)
+            .filter(id__in=job_ids)
             .values("id", "created_at", "enqueued_at", "next_attempt_at")
         )
         if not rows:
             return []
         ids = [row["id"] for row in rows]
+        waited_ms = {
+            row["id"]: max(0, int((now - waited_since(row)).total_seconds() * 1000)) for row in rows
+        }
         Job.objects.filter(id__in=ids).update(
             status=Status.RUNNING,
             attempts=F("attempts") + 1,
             lease_expires_at=lease_until(now),
             started_at=now,
             next_attempt_at=None,
+            queue_wait_ms=Case(
+                *(When(id=job_id, then=Value(ms)) for job_id, ms in waited_ms.items()),
+                output_field=PositiveIntegerField(),
+            ),
         )
-        waited_since = {
-            row["id"]: row["next_attempt_at"] or row["enqueued_at"] or row["created_at"]
-            for row in rows
-        }
         jobs = list(
             Job.objects.select_related("connector__provider__credential").filter(id__in=ids)
         )
@@ -67,7 +64,7 @@ def claim(job_ids: list[str], worker: str = "") -> list[Job]:
                 number=job.attempts,
                 started_at=now,
                 worker=worker,
-                queue_wait_ms=max(0, int((now - waited_since[job.id]).total_seconds() * 1000)),
+                queue_wait_ms=waited_ms[job.id],
             )
             for job in jobs
         )
@@ -84,6 +81,11 @@ def claim(job_ids: list[str], worker: str = "") -> list[Job]:
     return jobs
 
 
+def waited_since(row: dict):
+    """When the job began waiting for this attempt: its retry time, enqueue or creation."""
+    return row["next_attempt_at"] or row["enqueued_at"] or row["created_at"]
+
+
 def extend_leases(job_ids: list[str]) -> None:
     """Heartbeat: the worker is alive, keep its jobs."""
     now = timezone.now()
@@ -92,12 +94,7 @@ def extend_leases(job_ids: list[str]) -> None:
     )
 
 
-def finish(job: Job, outcome) -> bool:
-    """Record an attempt's outcome; False if the job was taken from this worker meanwhile."""
-    return finish_many([(job, outcome)]) == 1
-
-
-def finish_many(results: list) -> int:
+def finish_many(results: list[tuple[Job, Outcome]]) -> int:
     """Record several outcomes in one transaction (one commit for a burst of fast answers)."""
     now = timezone.now()
     entries = []
@@ -115,10 +112,9 @@ def finish_many(results: list) -> int:
                 if error is None
                 else JobAttempt.Outcome.FAILED,
                 finished_at=now,
-                ai_ms=outcome.ai_ms,
-                write_ms=outcome.write_ms,
                 error_code=error.code if error else "",
                 error_message=error.message[:2000] if error else "",
+                **_attempt_data(job, outcome),
             )
             changes = {"attempt": job.attempts}
             if error is not None:
@@ -130,28 +126,43 @@ def finish_many(results: list) -> int:
     return len(entries)
 
 
-def _transition(job: Job, outcome, now) -> tuple[str, str, dict]:
+def _attempt_data(job: Job, outcome: Outcome) -> dict:
+    """What this one attempt spent and wrote (the job row keeps the totals and the latest)."""
+    answer, write_back = outcome.answer, outcome.write_back
+    data = {"write_ms": write_back.ms if write_back else None, "write_outcome": _written(outcome)}
+    if answer is not None:
+        data |= {
+            "ai_ms": answer.ms,
+            "model": answer.model,
+            "tokens_in": answer.tokens_in,
+            "tokens_out": answer.tokens_out,
+            "cost": job.connector.provider.cost(answer.tokens_in, answer.tokens_out),
+        }
+    return data
+
+
+def _transition(job: Job, outcome: Outcome, now) -> tuple[str, str, dict]:
     """The new status, its audit action and the fields to store for one outcome."""
     error = outcome.error
+    answer = outcome.answer
     fields = {
         "lease_expires_at": None,
         "provider_name": job.connector.provider.name,
         "token_report": outcome.token_report,
-        "write_outcome": _write_outcome(outcome),
-        "write_ms": outcome.write_ms,
+        "write_outcome": _written(outcome),
+        "write_ms": outcome.write_back.ms if outcome.write_back else None,
     }
-    if outcome.output is not None or outcome.ai_output:
-        provider = job.connector.provider
+    if answer is not None and (answer.output is not None or answer.text):
         fields |= {
-            "ai_output": outcome.ai_output,
-            "repair_prompt": outcome.repair_prompt,
-            "model": outcome.model,
-            "output": outcome.output,
+            "ai_output": answer.text,
+            "repair_prompt": answer.repair_prompt,
+            "model": answer.model,
+            "output": answer.output,
             "result": outcome.result,
-            "tokens_in": F("tokens_in") + outcome.tokens_in,
-            "tokens_out": F("tokens_out") + outcome.tokens_out,
-            "cost": F("cost") + provider.cost(outcome.tokens_in, outcome.tokens_out),
-            "ai_ms": outcome.ai_ms,
+            "tokens_in": F("tokens_in") + answer.tokens_in,
+            "tokens_out": F("tokens_out") + answer.tokens_out,
+            "cost": F("cost") + job.connector.provider.cost(answer.tokens_in, answer.tokens_out),
+            "ai_ms": answer.ms,
         }
     if error is None:
         fields |= {
@@ -162,8 +173,8 @@ def _transition(job: Job, outcome, now) -> tuple[str, str, dict]:
             "error_traceback": "",
         }
         return Status.SUCCEEDED, "job.succeeded", fields
+    exhausted = error.permanent or job.is_last_attempt
     used = job.attempts - job.attempts_before_retry
-    exhausted = error.permanent or used >= job.connector.max_attempts
     fields |= {
         "error_code": error.code,
         "error_message": error.message[:2000],
@@ -176,14 +187,11 @@ def _transition(job: Job, outcome, now) -> tuple[str, str, dict]:
     return Status.FAILED, "job.failed", fields
 
 
-def _write_outcome(outcome) -> dict:
-    if outcome.write is None:
+def _written(outcome: Outcome) -> dict:
+    written = outcome.write_back.written if outcome.write_back else None
+    if written is None:
         return {}
-    return {
-        "target": outcome.write.target,
-        "status": outcome.write.status,
-        "detail": outcome.write.detail,
-    }
+    return {"target": written.target, "status": written.status, "detail": written.detail}
 
 
 def retry_delay(attempts_used: int, retry_after: float | None) -> timedelta:
@@ -204,10 +212,10 @@ def recover_lost(now=None) -> tuple[int, list[str]]:
         lost = list(
             Job.objects.select_for_update(skip_locked=True)
             .select_related("connector")
-            .filter(status=Status.RUNNING, lease_expires_at__lt=now)[:500]
+            .lease_expired(now)[:500]
         )
         for job in lost:
-            exhausted = job.attempts - job.attempts_before_retry >= job.connector.max_attempts
+            exhausted = job.is_last_attempt
             message = "the worker stopped before finishing (lease expired)"
             Job.objects.filter(id=job.id, status=Status.RUNNING).update(
                 status=Status.DEAD if exhausted else Status.FAILED,

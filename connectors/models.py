@@ -2,31 +2,60 @@
 
 import secrets
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from connectors import crypto
 
+# Kinds come from the registries, imported late: the plugins sit above the models.
 
-def _provider_kinds():
+
+def _providers():
     from connectors.providers import PROVIDERS
 
-    return PROVIDERS.choices()
+    return PROVIDERS
+
+
+def _sources():
+    from connectors.sources import SOURCES
+
+    return SOURCES
+
+
+def _sinks():
+    from connectors.sinks import SINKS
+
+    return SINKS
+
+
+def _provider_kinds():
+    return _providers().choices()
 
 
 def _source_kinds():
-    from connectors.sources import SOURCES
-
-    return SOURCES.choices()
+    return _sources().choices()
 
 
 def _sink_kinds():
-    from connectors.sinks import SINKS
+    return _sinks().choices()
 
-    return SINKS.choices()
+
+def _default_provider_kind():
+    return _providers().default
+
+
+def _default_source_kind():
+    return _sources().default
+
+
+def _default_sink_kind():
+    return _sinks().default
 
 
 class Credential(models.Model):
@@ -72,7 +101,7 @@ class Provider(models.Model):
     """An AI endpoint."""
 
     name = models.SlugField(max_length=100, unique=True)
-    kind = models.CharField(max_length=30, choices=_provider_kinds, default="openai")
+    kind = models.CharField(max_length=30, choices=_provider_kinds, default=_default_provider_kind)
     base_url = models.URLField(blank=True, help_text="e.g. https://api.openai.com/v1")
     model = models.CharField(max_length=200, blank=True)
     credential = models.ForeignKey(
@@ -95,8 +124,9 @@ class Provider(models.Model):
         ordering = ["name"]
 
     def __str__(self) -> str:
-        label = f"{self.name} ({self.kind}"
-        return label + (", no AI is called)" if self.kind == "demo" else f", {self.model})")
+        providers = _providers()
+        calls_ai = self.kind not in providers or providers.get(self.kind).calls_ai
+        return f"{self.name} ({self.kind}, {self.model if calls_ai else 'no AI is called'})"
 
     def cost(self, tokens_in: int, tokens_out: int) -> Decimal:
         return (
@@ -114,7 +144,9 @@ class Connector(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     is_enabled = models.BooleanField("enabled", default=True)
-    source_kind = models.CharField(max_length=30, choices=_source_kinds, default="webhook")
+    source_kind = models.CharField(
+        max_length=30, choices=_source_kinds, default=_default_source_kind
+    )
     source_config = models.JSONField(default=dict, blank=True)
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="connectors")
     prompt_template = models.TextField(help_text="Django template syntax over the mapped fields.")
@@ -122,7 +154,7 @@ class Connector(models.Model):
         max_length=10, choices=OutputFormat.choices, default=OutputFormat.TEXT
     )
     output_schema = models.JSONField(null=True, blank=True)
-    sink_kind = models.CharField(max_length=30, choices=_sink_kinds, default="none")
+    sink_kind = models.CharField(max_length=30, choices=_sink_kinds, default=_default_sink_kind)
     sink_config = models.JSONField(default=dict, blank=True)
     max_attempts = models.PositiveIntegerField(
         default=5, validators=[MinValueValidator(1), MaxValueValidator(50)]
@@ -309,6 +341,36 @@ class SourceFile(models.Model):
         return f"{self.connector.slug}/{self.name}"
 
 
+class JobQuerySet(models.QuerySet):
+    """The questions the worker and the reconciler ask of the job table."""
+
+    def claimable(self, now):
+        """Jobs a worker may start now."""
+        return self.filter(
+            Q(status__in=[Job.Status.PENDING, Job.Status.QUEUED])
+            | Q(status=Job.Status.FAILED, next_attempt_at__lte=now)
+            | Q(status=Job.Status.FAILED, next_attempt_at__isnull=True)
+        )
+
+    def due(self, now):
+        """Jobs to put on the queue: pending past the grace on-commit enqueue needs, or failed
+        and due for their retry."""
+        grace = now - timedelta(seconds=settings.JOB_PENDING_GRACE_SECONDS)
+        return self.filter(
+            Q(status=Job.Status.PENDING, created_at__lt=grace)
+            | Q(status=Job.Status.FAILED, next_attempt_at__lte=now)
+        )
+
+    def queued_before(self, now):
+        """Queued long enough that their RQ job should have started (else it may be lost)."""
+        cutoff = now - timedelta(seconds=settings.JOB_STALE_QUEUED_SECONDS)
+        return self.filter(status=Job.Status.QUEUED, enqueued_at__lt=cutoff)
+
+    def lease_expired(self, now):
+        """Running jobs whose worker stopped renewing the lease: it died."""
+        return self.filter(status=Job.Status.RUNNING, lease_expires_at__lt=now)
+
+
 class Job(models.Model):
     """One record's journey. Stores only redacted data; the token map is encrypted."""
 
@@ -381,6 +443,8 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True, db_index=True)  # dashboards
     payload_purged_at = models.DateTimeField(null=True, blank=True)
 
+    objects = JobQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
@@ -401,6 +465,11 @@ class Job(models.Model):
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
 
+    @property
+    def is_last_attempt(self) -> bool:
+        """The current attempt is the last of this round (a manual retry starts a new round)."""
+        return self.attempts - self.attempts_before_retry >= self.connector.max_attempts
+
 
 class JobAttempt(models.Model):
     """One try of a job, with its timing split and error: attempts are data."""
@@ -420,6 +489,11 @@ class JobAttempt(models.Model):
     queue_wait_ms = models.PositiveIntegerField(null=True, blank=True)
     ai_ms = models.PositiveIntegerField(null=True, blank=True)
     write_ms = models.PositiveIntegerField(null=True, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    write_outcome = models.JSONField(default=dict, blank=True)
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
 

@@ -14,31 +14,23 @@ from functools import partial
 from redis.exceptions import LockError, RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors import audit, broker, jobs, legacy_db
-from connectors.errors import ConfigError
-from connectors.models import Connector, Credential
+from connectors import audit, broker, credentials, jobs, legacy_db
+from connectors.models import Connector
 from connectors.sources import SOURCES
+from connectors.work import Submission
 
 logger = logging.getLogger(__name__)
 
 
 def build_source(connector: Connector):
-    source_class = SOURCES.get(connector.source_kind)
-    config = source_class.validate_config(connector.source_config)
-    secrets = {}
-    for key in source_class.credential_fields:
-        if config.get(key):
-            credential = Credential.objects.filter(name=config[key]).first()
-            if credential is None:
-                raise ConfigError(f"source {key}: no credential named {config[key]!r}")
-            credential.mark_used()
-            secrets[key] = credential.reveal()
-    return source_class(connector, config, secrets)
+    """The connector's source, with the secrets of the credentials it names decrypted now."""
+    kind = SOURCES.get(connector.source_kind)
+    config = kind.validate_config(connector.source_config)
+    return kind(connector, config, credentials.secrets_for(kind, config))
 
 
-def submit_items(connector: Connector, items: list[dict], *, rejected=None, source_file_id=None):
-    """The `submit` a source calls: dicts of Submission fields in, (job, created) pairs out."""
-    submissions = [jobs.Submission(**item, source_file_id=source_file_id) for item in items]
+def submit_items(connector: Connector, submissions: list[Submission], *, rejected=None):
+    """The `submit` a source calls: Submissions in, (job, created) pairs out."""
     actor = audit.Actor.system(f"source {connector.source_kind}")
     return jobs.submit(connector, submissions, actor, rejected=rejected)
 
@@ -113,7 +105,7 @@ def describe(error: Exception) -> str:
 
 
 def due_connectors() -> list[Connector]:
-    polled = [kind for kind in SOURCES.kinds() if SOURCES.get(kind).is_polled]
+    polled = SOURCES.kinds_where(lambda kind: kind.is_polled)
     return list(
         Connector.objects.select_related("provider").filter(is_enabled=True, source_kind__in=polled)
     )

@@ -55,10 +55,12 @@ def try_it(connector, record: Any) -> Preview:
     runtime = None
     try:
         runtime = pipeline.build_runtime(connector)
-        outcome = pipeline.Outcome(job_id="preview")
-        shown.output = pipeline.ask_ai(runtime, shown.prompt, outcome)
-        shown.answer = outcome.ai_output
-        shown.tokens_in, shown.tokens_out = outcome.tokens_in, outcome.tokens_out
+        answer = pipeline.ask(runtime, shown.prompt)
+        shown.answer = answer.text
+        shown.tokens_in, shown.tokens_out = answer.tokens_in, answer.tokens_out
+        if answer.error is not None:
+            raise answer.error
+        shown.output = answer.output
         shown.result = mapping.map_fields(shown.output, runtime.output_fields)
         shown.restored, _ = redaction.restore(shown.result, shown.tokens)
     except PipelineError as error:
@@ -66,8 +68,7 @@ def try_it(connector, record: Any) -> Preview:
         shown.answer = shown.answer or ""
     finally:
         if runtime is not None:
-            runtime.sink.close()
-            runtime.provider.close()
+            runtime.close()
     return shown
 
 

@@ -6,7 +6,9 @@ message next to the field and the importer can name it.
 
 from django.core.exceptions import ValidationError
 
-from connectors import mapping, prompts, redaction
+from connectors import credentials, mapping, prompts, redaction
+from connectors.errors import ConfigError
+from connectors.plugins import SettingError
 from connectors.providers import PROVIDERS
 from connectors.sinks import SINKS
 from connectors.sources import SOURCES
@@ -23,8 +25,6 @@ def check_sink(kind: str, config: dict) -> dict:
 def _check_plugin(registry, kind: str, config, field: str) -> dict:
     if kind not in registry:
         raise ValidationError({field: f"unknown {registry.what} kind {kind!r}"})
-    if not isinstance(config, dict):
-        raise ValidationError({field: "must be a JSON object"})
     try:
         return registry.get(kind).validate_config(config)
     except ValueError as error:
@@ -32,14 +32,44 @@ def _check_plugin(registry, kind: str, config, field: str) -> dict:
 
 
 def check_provider(kind: str, base_url: str, model: str, parameters) -> None:
+    """A provider's settings are its row's fields: an error stands next to the field at fault."""
     if kind not in PROVIDERS:
         raise ValidationError({"kind": f"unknown provider kind {kind!r}"})
-    if not isinstance(parameters, dict):
-        raise ValidationError({"parameters": "must be a JSON object"})
+    config = {"base_url": base_url, "model": model, "parameters": parameters}
     try:
-        PROVIDERS.get(kind).validate_config(base_url, model, parameters)
+        PROVIDERS.get(kind).validate_config(config)
+    except SettingError as error:
+        raise ValidationError({error.setting: error.message}) from None
+
+
+def check_credentials_exist(
+    registry, kind: str, config: dict, field: str, known: set[str] | None = None
+) -> None:
+    """Credentials a config names by reference must exist (or be created by the same import)."""
+    if kind not in registry or not isinstance(config, dict):
+        return  # check_source/check_sink report it
+    missing = credentials.missing(registry.get(kind), config, known)
+    if missing:
+        key, name = next(iter(missing.items()))
+        raise ValidationError({field: f"{key}: no credential named {name!r}"})
+
+
+def check_source_on_save(kind: str, config: dict) -> None:
+    """Sources whose names must exist (a table and its columns) are checked against reality."""
+    source_class = SOURCES.get(kind) if kind in SOURCES else None
+    if source_class is None or not source_class.is_checked_on_save:
+        return
+    try:
+        config = source_class.validate_config(config)
+    except ValueError:
+        return  # check_source reports it
+    try:
+        secrets = credentials.secrets_for(source_class, config, mark_used=False)
+        source_class(None, config, secrets).check_on_save()
+    except ConfigError as error:
+        raise ValidationError({"source_config": error.message}) from None
     except ValueError as error:
-        raise ValidationError({"base_url": str(error)}) from None
+        raise ValidationError({"source_config": str(error)}) from None
 
 
 def check_prompt(template: str) -> None:
@@ -81,57 +111,15 @@ def check_redaction_rule(detector: str, action: str, pattern: str, field_name: s
         raise ValidationError({field: str(error)}) from None
 
 
-def check_sink_credentials(kind: str, config: dict) -> None:
-    """Credentials a sink names by reference must exist."""
-    from connectors.models import Credential
-
-    if kind not in SINKS:
-        return
-    for key in SINKS.get(kind).credential_fields:
-        name = config.get(key)
-        if name and not Credential.objects.filter(name=name).exists():
-            raise ValidationError({"sink_config": f"{key}: no credential named {name!r}"})
-
-
-def check_source_reachable(kind: str, config: dict) -> None:
-    """Sources whose names must exist (a table and its columns) are checked against reality."""
-    from connectors.models import Credential
-
-    source_class = SOURCES.get(kind) if kind in SOURCES else None
-    if source_class is None or not getattr(source_class, "checked_on_save", False):
-        return
-    secrets = {}
-    for key in source_class.credential_fields:
-        credential = Credential.objects.filter(name=config.get(key, "")).first()
-        if credential is None:
-            raise ValidationError(
-                {"source_config": f"{key}: no credential named {config.get(key)!r}"}
-            )
-        secrets[key] = credential.reveal()
-    try:
-        source_class(None, source_class.validate_config(config), secrets).test_connection()
-    except ValueError as error:
-        raise ValidationError({"source_config": str(error)}) from None
-
-
 def check_writable_columns(
     sink_kind: str, sink_config: dict, source_config: dict, outputs: set[str]
 ) -> None:
-    """A db_update sink writes only output-mapped columns, never the ones the pipeline manages.
-
-    Without output mappings the AI's JSON would name the columns, and a prompt injection could
-    rewrite the key or the status of the row."""
-    if sink_kind != "db_update":
+    """The sink may refuse output mappings it must not write (the columns it manages)."""
+    if sink_kind not in SINKS:
         return
-    if not outputs:
-        raise ValidationError(
-            "The db_update sink needs output mappings: they name the columns it may write."
-        )
     sink = SINKS.get(sink_kind)
-    config = sink.effective_config(sink_config or {}, source_config or {})
-    managed = sorted(outputs & sink(config, {}).protected_columns())
-    if managed:
-        raise ValidationError(
-            f"Output mappings may not write {', '.join(managed)}: the pipeline manages the key, "
-            "status, claim and error columns."
-        )
+    try:
+        config = sink.effective_config(sink_config or {}, source_config or {})
+        sink.check_outputs(config, outputs)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None

@@ -5,6 +5,8 @@ refuses to start without them, naming what to set.
 """
 
 import json
+import math
+import os
 import secrets
 from pathlib import Path
 
@@ -19,7 +21,59 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 VAR_DIR = Path(env.str("INTERLOCK_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env.bool("DEBUG", default=True)
+
+def _envraw(name: str) -> str | None:
+    """The variable's value, or None when it is unset."""
+    # Not env.str(name, default=None): that reads an empty value as unset, so DEBUG= would
+    # turn debug on; an empty value is refused like any other bad one.
+    return env.str(name) if name in os.environ else None
+
+
+def _envnumber(name, default, parse, what, example, at_least, above):
+    """Parse a number from the environment, refusing a malformed or too small one by name."""
+    raw = _envraw(name)
+    if raw is None:
+        return default
+    hint = f"({'seconds, ' if name.endswith('_SECONDS') else ''}e.g. {example})"
+    try:
+        value = parse(raw)
+    except ValueError:
+        value = None
+    if value is None or not -math.inf < value < math.inf:  # float() takes "nan" and "inf"
+        raise ImproperlyConfigured(f"{name}={raw!r} is not {what} {hint}")
+    if at_least is not None and value < at_least:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {at_least} {hint}")
+    if above is not None and value <= above:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be above {above} {hint}")
+    return value
+
+
+def envint(name: str, default: int, *, at_least: int | None = None) -> int:
+    """An integer from the environment, or default when unset."""
+    return _envnumber(name, default, int, "a whole number", default, at_least, None)
+
+
+def envfloat(
+    name: str, default: float, *, at_least: float | None = None, above: float | None = None
+) -> float:
+    """A number from the environment, or default when unset."""
+    return _envnumber(name, default, float, "a number", f"{default:g}", at_least, above)
+
+
+def envbool(name: str, default: bool) -> bool:
+    """A boolean from the environment, or default when unset."""
+    raw = _envraw(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in ("true", "yes", "on", "1"):
+        return True
+    if word in ("false", "no", "off", "0"):
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (true/false, yes/no, on/off, 1/0)")
+
+
+DEBUG = envbool("DEBUG", default=True)
 
 
 def _development_secrets() -> dict[str, str]:
@@ -129,7 +183,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # in-memory test database uses SQLite's shared cache, whose table locks ignore the busy
     # timeout ("database table is locked"); a file behaves like production instead.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-interlock.sqlite3")}
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+DATABASES["default"].setdefault("CONN_MAX_AGE", envint("CONN_MAX_AGE", default=0, at_least=0))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -178,25 +232,36 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Intake limits.
-INTAKE_MAX_BODY_BYTES = env.int("INTAKE_MAX_BODY_BYTES", default=10 * 1024 * 1024)
-INTAKE_MAX_BATCH = env.int("INTAKE_MAX_BATCH", default=1000)
+INTAKE_MAX_BODY_BYTES = envint("INTAKE_MAX_BODY_BYTES", default=10 * 1024 * 1024, at_least=1)
+INTAKE_MAX_BATCH = envint("INTAKE_MAX_BATCH", default=1000, at_least=1)
 INTAKE_MAX_WAIT_SECONDS = 30
 # Requests per minute per connector when its webhook source sets none; 0: no limit.
-INTAKE_REQUESTS_PER_MINUTE = env.int("INTAKE_REQUESTS_PER_MINUTE", default=0)
+INTAKE_REQUESTS_PER_MINUTE = envint("INTAKE_REQUESTS_PER_MINUTE", default=0, at_least=0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INTAKE_MAX_BODY_BYTES + 1024
 WEBHOOK_TOLERANCE_SECONDS = 5 * 60
 
 # Jobs.
-RECONCILE_INTERVAL_SECONDS = env.float("RECONCILE_INTERVAL_SECONDS", default=2.0)
-JOB_STALE_QUEUED_SECONDS = env.float("JOB_STALE_QUEUED_SECONDS", default=15.0)
+RECONCILE_INTERVAL_SECONDS = envfloat("RECONCILE_INTERVAL_SECONDS", default=2.0, above=0)
+JOB_STALE_QUEUED_SECONDS = envfloat("JOB_STALE_QUEUED_SECONDS", default=15.0, at_least=0)
 # A worker renews its jobs' leases every heartbeat; a lease that runs out means the worker died.
-JOB_LEASE_SECONDS = env.float("JOB_LEASE_SECONDS", default=30.0)
-JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=5.0)
-JOB_PENDING_GRACE_SECONDS = env.float("JOB_PENDING_GRACE_SECONDS", default=5.0)
+JOB_LEASE_SECONDS = envfloat("JOB_LEASE_SECONDS", default=30.0, above=0)
+JOB_HEARTBEAT_SECONDS = envfloat("JOB_HEARTBEAT_SECONDS", default=5.0, above=0)
+JOB_PENDING_GRACE_SECONDS = envfloat("JOB_PENDING_GRACE_SECONDS", default=5.0, at_least=0)
 # How long a worker keeps retrying a database that went away before giving its jobs up.
-DATABASE_RETRY_SECONDS = env.float("DATABASE_RETRY_SECONDS", default=60.0)
-RETRY_BASE_SECONDS = env.float("RETRY_BASE_SECONDS", default=5.0)
-RETRY_MAX_SECONDS = env.float("RETRY_MAX_SECONDS", default=15 * 60.0)
+DATABASE_RETRY_SECONDS = envfloat("DATABASE_RETRY_SECONDS", default=60.0, at_least=0)
+RETRY_BASE_SECONDS = envfloat("RETRY_BASE_SECONDS", default=5.0, at_least=0)
+RETRY_MAX_SECONDS = envfloat("RETRY_MAX_SECONDS", default=15 * 60.0, at_least=0)
+if JOB_HEARTBEAT_SECONDS >= JOB_LEASE_SECONDS:
+    raise ImproperlyConfigured(
+        f"JOB_HEARTBEAT_SECONDS={JOB_HEARTBEAT_SECONDS:g} must be shorter than "
+        f"JOB_LEASE_SECONDS={JOB_LEASE_SECONDS:g}, or a live worker's leases run out and "
+        "its jobs are run again"
+    )
+if RETRY_BASE_SECONDS > RETRY_MAX_SECONDS:
+    raise ImproperlyConfigured(
+        f"RETRY_BASE_SECONDS={RETRY_BASE_SECONDS:g} must not be above "
+        f"RETRY_MAX_SECONDS={RETRY_MAX_SECONDS:g}, the cap of the backoff"
+    )
 
 # Outbound HTTP: private, loopback and link-local addresses are refused unless listed here
 # (legacy targets live on private networks; the operator says which ones).
@@ -206,14 +271,14 @@ OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
 ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
-ALERT_WINDOW_SECONDS = env.int("ALERT_WINDOW_SECONDS", default=15 * 60)
-ALERT_ERROR_RATE = env.float("ALERT_ERROR_RATE", default=0.2)
-ALERT_MIN_JOBS = env.int("ALERT_MIN_JOBS", default=5)
-RETENTION_INTERVAL_SECONDS = env.int("RETENTION_INTERVAL_SECONDS", default=3600)
+ALERT_WINDOW_SECONDS = envint("ALERT_WINDOW_SECONDS", default=15 * 60, at_least=1)
+ALERT_ERROR_RATE = envfloat("ALERT_ERROR_RATE", default=0.2, at_least=0)
+ALERT_MIN_JOBS = envint("ALERT_MIN_JOBS", default=5, at_least=0)
+RETENTION_INTERVAL_SECONDS = envint("RETENTION_INTERVAL_SECONDS", default=3600, at_least=1)
 # The scheduler verifies the whole audit chain this often; the audit page checks only what was
 # appended since (a chain longer than AUDIT_PAGE_VERIFY_LIMIT is never verified on a page).
-AUDIT_VERIFY_INTERVAL_SECONDS = env.int("AUDIT_VERIFY_INTERVAL_SECONDS", default=600)
-AUDIT_PAGE_VERIFY_LIMIT = env.int("AUDIT_PAGE_VERIFY_LIMIT", default=100_000)
+AUDIT_VERIFY_INTERVAL_SECONDS = envint("AUDIT_VERIFY_INTERVAL_SECONDS", default=600, at_least=1)
+AUDIT_PAGE_VERIFY_LIMIT = envint("AUDIT_PAGE_VERIFY_LIMIT", default=100_000, at_least=0)
 EMAIL_URL = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_URL)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="interlock@localhost")
@@ -229,8 +294,8 @@ LOGGING = {
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", default=31536000, at_least=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True

@@ -1,5 +1,7 @@
-"""Shared fixtures: a real Redis (REDIS_URL or an embedded redis-server), connectors, API keys."""
+"""Shared fixtures: a real Redis (REDIS_URL or an embedded redis-server), providers, connectors,
+API keys, and the request helper a legacy system's POST goes through."""
 
+import json
 import os
 
 import pytest
@@ -65,6 +67,24 @@ def demo_provider(db):
 
 
 @pytest.fixture
+def openai_provider(db, openai_server, credential):
+    """An OpenAI-compatible provider answering from the local test server."""
+    from connectors.models import Provider
+
+    return Provider.objects.create(
+        name="gpt",
+        kind="openai",
+        base_url=openai_server.base_url,
+        model="gpt-test",
+        credential=credential,
+        timeout_seconds=5,
+        max_concurrency=4,
+        price_per_1k_input="0.5",
+        price_per_1k_output="1.5",
+    )
+
+
+@pytest.fixture
 def make_connector(db, demo_provider):
     """A connector: inputs as (from, to, required), outputs as (from, to), redaction rules as
     (detector, action)."""
@@ -122,3 +142,22 @@ def api_key(db):
         return ApiKey.issue(connector, name="test", with_signing_secret=signed)
 
     return issue
+
+
+@pytest.fixture
+def key(connector, api_key):
+    """A plain API key for the module's `connector` fixture."""
+    return api_key(connector)[1]
+
+
+def post_records(client, slug, body, *, key=None, raw=None, headers=None, query=""):
+    """POST to a connector's records endpoint the way a legacy system does."""
+    extra = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
+    for name, value in (headers or {}).items():
+        extra["HTTP_" + name.upper().replace("-", "_")] = value
+    return client.post(
+        f"/api/v1/connectors/{slug}/records/{query}",
+        data=raw if raw is not None else json.dumps(body),
+        content_type="application/json",
+        **extra,
+    )

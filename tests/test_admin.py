@@ -387,3 +387,18 @@ def test_job_list_shows_badges_age_and_duration(admin_client, make_connector):
     assert 'class="status-badge" style="background:#ba2121' in page
     assert "3.0 s" in page
     assert "provider_error" in page
+
+
+def test_provider_test_connection_names_a_secret_no_key_decrypts(
+    admin_client, openai_provider, credential
+):
+    Credential.objects.filter(id=credential.id).update(encrypted_value="made-with-a-lost-key")
+
+    response = admin_client.post(
+        reverse("admin:connectors_provider_changelist"),
+        {"action": "test_connection", "_selected_action": [str(openai_provider.pk)]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "its key is missing from FIELD_ENCRYPTION_KEYS" in response.content.decode()

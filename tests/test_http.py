@@ -72,5 +72,10 @@ def test_retry_after_as_an_http_date():
     assert http.retry_after_seconds(response) == 0.0  # in the past: retry now
 
 
-def test_success_passes():
-    http.classify_response(httpx.Response(204), what="provider", error_class=ProviderError)
+@pytest.mark.parametrize("status", [200, 201, 204, 299])
+def test_success_passes(status):
+    response = httpx.Response(status, text="error: this text is not an error")
+
+    classified = http.classify_response(response, what="provider", error_class=ProviderError)
+
+    assert classified is response

@@ -12,21 +12,9 @@ from standardwebhooks.webhooks import Webhook
 
 from connectors.models import AuditEvent, Job, WebhookReceipt
 from connectors.sources.webhook import WebhookSource
+from tests.conftest import post_records
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def post(client, slug, body, *, key=None, raw=None, headers=None, query=""):
-    extra = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
-    for name, value in (headers or {}).items():
-        extra["HTTP_" + name.upper().replace("-", "_")] = value
-    data = raw if raw is not None else json.dumps(body)
-    return client.post(
-        f"/api/v1/connectors/{slug}/records/{query}",
-        data=data,
-        content_type="application/json",
-        **extra,
-    )
 
 
 def signed_headers(secret, body: bytes, *, msg_id=None, at=None):
@@ -45,13 +33,8 @@ def connector(make_connector):
     return make_connector("invoices")
 
 
-@pytest.fixture
-def key(connector, api_key):
-    return api_key(connector)[1]
-
-
 def test_accepts_one_record_with_202_and_a_pending_or_queued_job(client, connector, key):
-    response = post(client, "invoices", {"text": "hello"}, key=key)
+    response = post_records(client, "invoices", {"text": "hello"}, key=key)
 
     assert response.status_code == 202
     [job_ref] = response.json()["jobs"]
@@ -77,7 +60,7 @@ def test_x_api_key_header_is_accepted(client, connector, key):
 def test_batch_of_records_is_inserted_in_one_request(client, connector, key):
     records = [{"text": f"record {n}"} for n in range(1000)]
 
-    response = post(client, "invoices", {"records": records}, key=key)
+    response = post_records(client, "invoices", {"records": records}, key=key)
 
     assert response.status_code == 202
     assert len(response.json()["jobs"]) == 1000
@@ -104,7 +87,7 @@ def test_batch_of_records_is_inserted_in_one_request(client, connector, key):
 def test_refuses_bad_bodies_with_a_clear_code_and_stores_nothing(
     client, connector, key, raw, status, code
 ):
-    response = post(client, "invoices", None, key=key, raw=raw)
+    response = post_records(client, "invoices", None, key=key, raw=raw)
 
     assert response.status_code == status
     assert response.json()["code"] == code
@@ -115,7 +98,7 @@ def test_refuses_bad_bodies_with_a_clear_code_and_stores_nothing(
 def test_missing_required_field_names_the_field_and_record(client, connector, key):
     body = {"records": [{"text": "ok"}, {"nope": 1}]}
 
-    response = post(client, "invoices", body, key=key)
+    response = post_records(client, "invoices", body, key=key)
 
     assert response.status_code == 422
     assert response.json()["field"] == "text"
@@ -125,13 +108,13 @@ def test_missing_required_field_names_the_field_and_record(client, connector, ke
 
 def test_refuses_oversize_body_and_batch(client, connector, key, settings):
     settings.INTAKE_MAX_BODY_BYTES = 100
-    response = post(client, "invoices", {"text": "x" * 200}, key=key)
+    response = post_records(client, "invoices", {"text": "x" * 200}, key=key)
     assert (response.status_code, response.json()["code"]) == (413, "body_too_large")
     assert response.json()["limit"] == 100
 
     settings.INTAKE_MAX_BODY_BYTES = 10_000_000
     settings.INTAKE_MAX_BATCH = 3
-    response = post(client, "invoices", {"records": [{"text": "a"}] * 4}, key=key)
+    response = post_records(client, "invoices", {"records": [{"text": "a"}] * 4}, key=key)
     assert (response.status_code, response.json()["code"]) == (413, "batch_too_large")
     assert Job.objects.count() == 0
 
@@ -159,7 +142,7 @@ def test_refuses_revoked_key(client, connector, api_key):
     record.revoked_at = datetime.now(tz=UTC)
     record.save()
 
-    response = post(client, "invoices", {"text": "a"}, key=plain)
+    response = post_records(client, "invoices", {"text": "a"}, key=plain)
 
     assert (response.status_code, response.json()["code"]) == (401, "invalid_api_key")
 
@@ -167,8 +150,8 @@ def test_refuses_revoked_key(client, connector, api_key):
 def test_refuses_unknown_slug_and_another_connectors_slug(client, connector, key, make_connector):
     make_connector("other")
 
-    unknown = post(client, "nope", {"text": "a"}, key=key)
-    other = post(client, "other", {"text": "a"}, key=key)
+    unknown = post_records(client, "nope", {"text": "a"}, key=key)
+    other = post_records(client, "other", {"text": "a"}, key=key)
 
     assert (unknown.status_code, unknown.json()["code"]) == (404, "connector_not_found")
     assert (other.status_code, other.json()["code"]) == (403, "key_not_for_connector")
@@ -179,7 +162,7 @@ def test_disabled_connector_refuses_with_retry_after(client, connector, key):
     connector.is_enabled = False
     connector.save()
 
-    response = post(client, "invoices", {"text": "a"}, key=key)
+    response = post_records(client, "invoices", {"text": "a"}, key=key)
 
     assert (response.status_code, response.json()["code"]) == (503, "connector_disabled")
     assert response["Retry-After"] == "60"
@@ -201,8 +184,12 @@ def test_a_connector_over_its_requests_per_minute_is_refused_with_retry_after(
     connector.save()
     second_key = api_key(connector)[1]
 
-    accepted = [post(client, "invoices", {"text": "a"}, key=k).status_code for k in (key, key)]
-    refused = post(client, "invoices", {"text": "b"}, key=second_key)  # keys share the limit
+    accepted = [
+        post_records(client, "invoices", {"text": "a"}, key=k).status_code for k in (key, key)
+    ]
+    refused = post_records(
+        client, "invoices", {"text": "b"}, key=second_key
+    )  # keys share the limit
 
     assert accepted == [202, 202]
     body = refused.json()
@@ -221,8 +208,8 @@ def test_the_intake_limit_counts_per_connector_and_defaults_to_the_setting(
     settings.INTAKE_REQUESTS_PER_MINUTE = 1
     other_key = api_key(make_connector("orders"))[1]
 
-    first, second = (post(client, "invoices", {"text": "a"}, key=key) for _ in range(2))
-    other = post(client, "orders", {"text": "a"}, key=other_key)
+    first, second = (post_records(client, "invoices", {"text": "a"}, key=key) for _ in range(2))
+    other = post_records(client, "orders", {"text": "a"}, key=other_key)
 
     assert (first.status_code, second.status_code, other.status_code) == (202, 429, 202)
 
@@ -251,7 +238,7 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_500(client, key, monkey
         monkeypatch.setitem(connection.settings_dict, name, value)
     connection.close()  # the request opens a new connection, which fails
     try:
-        response = post(client, "invoices", {"text": "a"}, key=key)
+        response = post_records(client, "invoices", {"text": "a"}, key=key)
     finally:
         monkeypatch.undo()
         connection.close()
@@ -269,7 +256,7 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_500(client, key, monkey
     ],
 )
 def test_json_no_row_can_hold_is_a_400(client, key, raw, reason):
-    response = post(client, "invoices", None, key=key, raw=raw)
+    response = post_records(client, "invoices", None, key=key, raw=raw)
 
     assert (response.status_code, response.json()["code"]) == (400, "malformed_json")
     assert reason in response.json()["detail"]
@@ -284,7 +271,7 @@ def test_json_no_row_can_hold_is_a_400(client, key, raw, reason):
     ],
 )
 def test_values_no_database_can_store_are_refused_by_name(client, key, raw, reason):
-    response = post(client, "invoices", None, key=key, raw=raw)
+    response = post_records(client, "invoices", None, key=key, raw=raw)
 
     assert (response.status_code, response.json()["code"]) == (422, "invalid_value")
     assert reason in response.json()["detail"]
@@ -292,17 +279,19 @@ def test_values_no_database_can_store_are_refused_by_name(client, key, raw, reas
 
 
 def test_a_reused_idempotency_key_with_another_record_is_refused(client, key):
-    batch = post(
+    batch = post_records(
         client,
         "invoices",
         {"records": [{"text": "batch"}]},
         key=key,
         headers={"Idempotency-Key": "K"},
     )
-    single = post(
+    single = post_records(
         client, "invoices", {"text": "a new record"}, key=key, headers={"Idempotency-Key": "K:0"}
     )  # the batch's record 0 has key K:0
-    retry = post(client, "invoices", {"text": "batch"}, key=key, headers={"Idempotency-Key": "K:0"})
+    retry = post_records(
+        client, "invoices", {"text": "batch"}, key=key, headers={"Idempotency-Key": "K:0"}
+    )
 
     assert batch.status_code == 202
     assert (single.status_code, single.json()["code"]) == (409, "idempotency_key_reused")
@@ -327,7 +316,7 @@ def test_a_missing_trailing_slash_is_forgiven(client, key):
 
 
 def test_an_idempotency_key_with_a_trailing_newline_is_refused(client, key):
-    response = post(
+    response = post_records(
         client, "invoices", {"text": "a"}, key=key, headers={"Idempotency-Key": "abc\n"}
     )
 
@@ -338,7 +327,7 @@ def test_an_overlong_webhook_id_is_refused_not_truncated(client, connector, api_
     _, key, secret = api_key(connector, signed=True)
     body = json.dumps({"text": "signed"}).encode()
 
-    response = post(
+    response = post_records(
         client,
         "invoices",
         None,
@@ -358,8 +347,12 @@ def test_unknown_api_path_answers_json_404(client):
 
 
 def test_idempotency_key_returns_the_same_job(client, connector, key):
-    first = post(client, "invoices", {"text": "a"}, key=key, headers={"Idempotency-Key": "inv-42"})
-    second = post(client, "invoices", {"text": "a"}, key=key, headers={"Idempotency-Key": "inv-42"})
+    first = post_records(
+        client, "invoices", {"text": "a"}, key=key, headers={"Idempotency-Key": "inv-42"}
+    )
+    second = post_records(
+        client, "invoices", {"text": "a"}, key=key, headers={"Idempotency-Key": "inv-42"}
+    )
 
     assert first.status_code == second.status_code == 202
     assert first.json()["jobs"][0]["id"] == second.json()["jobs"][0]["id"]
@@ -369,8 +362,8 @@ def test_idempotency_key_returns_the_same_job(client, connector, key):
 
 def test_idempotency_key_applies_per_record_of_a_batch(client, connector, key):
     body = {"records": [{"text": "a"}, {"text": "b"}]}
-    first = post(client, "invoices", body, key=key, headers={"Idempotency-Key": "batch-1"})
-    second = post(client, "invoices", body, key=key, headers={"Idempotency-Key": "batch-1"})
+    first = post_records(client, "invoices", body, key=key, headers={"Idempotency-Key": "batch-1"})
+    second = post_records(client, "invoices", body, key=key, headers={"Idempotency-Key": "batch-1"})
 
     assert [j["id"] for j in first.json()["jobs"]] == [j["id"] for j in second.json()["jobs"]]
     assert sorted(Job.objects.values_list("idempotency_key", flat=True)) == [
@@ -380,7 +373,7 @@ def test_idempotency_key_applies_per_record_of_a_batch(client, connector, key):
 
 
 def test_invalid_idempotency_key_is_refused(client, connector, key):
-    response = post(
+    response = post_records(
         client, "invoices", {"text": "a"}, key=key, headers={"Idempotency-Key": "x" * 201}
     )
 
@@ -397,7 +390,7 @@ def test_accepts_a_valid_signature(client, signed):
     plain, secret = signed
     body = b'{"text": "signed"}'
 
-    response = post(
+    response = post_records(
         client, "invoices", None, key=plain, raw=body, headers=signed_headers(secret, body)
     )
 
@@ -413,7 +406,7 @@ def test_accepts_when_any_of_several_signatures_matches(client, signed):
     stale = old.sign(headers["webhook-id"], datetime.now(tz=UTC), body.decode())
     headers["webhook-signature"] = f"{stale} {headers['webhook-signature']}"
 
-    response = post(client, "invoices", None, key=plain, raw=body, headers=headers)
+    response = post_records(client, "invoices", None, key=plain, raw=body, headers=headers)
 
     assert response.status_code == 202
 
@@ -443,7 +436,7 @@ def test_refuses_bad_signatures(client, signed, tamper, code):
         headers["webhook-signature"] = "nonsense"
     sent = b'{"text": "changed"}' if tamper == "body_changed" else body
 
-    response = post(client, "invoices", None, key=plain, raw=sent, headers=headers)
+    response = post_records(client, "invoices", None, key=plain, raw=sent, headers=headers)
 
     assert (response.status_code, response.json()["code"]) == (401, code)
     assert Job.objects.count() == 0
@@ -454,8 +447,8 @@ def test_refuses_a_replayed_webhook_id(client, signed):
     body = b'{"text": "once"}'
     headers = signed_headers(secret, body, msg_id="msg_replay")
 
-    first = post(client, "invoices", None, key=plain, raw=body, headers=headers)
-    replay = post(client, "invoices", None, key=plain, raw=body, headers=headers)
+    first = post_records(client, "invoices", None, key=plain, raw=body, headers=headers)
+    replay = post_records(client, "invoices", None, key=plain, raw=body, headers=headers)
 
     assert first.status_code == 202
     assert (replay.status_code, replay.json()["code"]) == (409, "webhook_replayed")
@@ -467,7 +460,7 @@ def test_a_refused_record_does_not_burn_its_webhook_id(client, signed):
     plain, secret = signed
     bad, good = b'{"nothing": 1}', b'{"text": "fixed"}'
 
-    refused = post(
+    refused = post_records(
         client,
         "invoices",
         None,
@@ -475,7 +468,7 @@ def test_a_refused_record_does_not_burn_its_webhook_id(client, signed):
         raw=bad,
         headers=signed_headers(secret, bad, msg_id="msg_1"),
     )
-    accepted = post(
+    accepted = post_records(
         client,
         "invoices",
         None,
@@ -492,7 +485,7 @@ def test_job_is_visible_only_to_keys_of_its_connector(
     client, connector, key, make_connector, api_key
 ):
     other_key = api_key(make_connector("other"))[1]
-    job_id = post(client, "invoices", {"text": "a"}, key=key).json()["jobs"][0]["id"]
+    job_id = post_records(client, "invoices", {"text": "a"}, key=key).json()["jobs"][0]["id"]
 
     mine = client.get(f"/api/v1/jobs/{job_id}/", HTTP_AUTHORIZATION=f"Bearer {key}")
     theirs = client.get(f"/api/v1/jobs/{job_id}/", HTTP_AUTHORIZATION=f"Bearer {other_key}")
@@ -504,7 +497,7 @@ def test_job_is_visible_only_to_keys_of_its_connector(
 
 
 def test_health_reports_database_redis_queue_and_workers(client, connector, key):
-    post(client, "invoices", {"records": [{"text": "a"}, {"text": "b"}]}, key=key)
+    post_records(client, "invoices", {"records": [{"text": "a"}, {"text": "b"}]}, key=key)
 
     body = client.get("/api/v1/health/").json()
 

@@ -8,7 +8,8 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from connectors.models import AuditEvent, Credential, Job, JobAttempt, Provider
+from connectors import jobs
+from connectors.models import AuditEvent, Credential, Job, JobAttempt
 from tests.conftest import CANARY_SECRET, CANARY_SSN
 from tests.worker import drain
 
@@ -16,22 +17,40 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CANARIES = (CANARY_SECRET, CANARY_SSN)
 
 
+def redis_dumps(redis_client) -> dict[bytes, str]:
+    """Every key of the test's Redis database with its whole value as text."""
+    dumps = {}
+    for key in redis_client.scan_iter():
+        if redis_client.type(key) == b"hash":
+            dumps[key] = json.dumps({str(k): str(v) for k, v in redis_client.hgetall(key).items()})
+        else:
+            dumps[key] = str(redis_client.dump(key))
+    return dumps
+
+
 @pytest.fixture
-def processed_job(client, make_connector, credential, openai_server, callback_server, api_key):
-    provider = Provider.objects.create(
-        name="gpt",
-        kind="openai",
-        base_url=openai_server.base_url,
-        model="m",
-        credential=credential,
-        timeout_seconds=5,
-    )
+def redis_while_queued():
+    """What Redis held after the record was accepted and before any worker ran (filled below)."""
+    return {"keys": {}, "payloads": []}
+
+
+@pytest.fixture
+def processed_job(
+    client,
+    make_connector,
+    openai_provider,
+    openai_server,
+    callback_server,
+    api_key,
+    redis_client,
+    redis_while_queued,
+):
     sink_secret = Credential(name="erp-token", kind=Credential.Kind.BEARER)
     sink_secret.set_value(CANARY_SECRET + "-sink")
     sink_secret.save()
     connector = make_connector(
         "leaky",
-        provider=provider,
+        provider=openai_provider,
         inputs=[("note", "note", True), ("ssn", "ssn", False)],
         redaction=[("ssn", "tokenize")],
         prompt="{{ note }} {{ ssn }}",
@@ -49,6 +68,8 @@ def processed_job(client, make_connector, credential, openai_server, callback_se
         HTTP_AUTHORIZATION=f"Bearer {key}",
     )
     job = Job.objects.get(id=response.json()["jobs"][0]["id"])
+    redis_while_queued["keys"] = redis_dumps(redis_client)
+    redis_while_queued["payloads"] = [queued.args for queued in jobs.get_queue().get_jobs()]
     drain()
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
@@ -73,12 +94,16 @@ def test_canaries_never_reach_stored_job_fields(processed_job):
         assert_clean(json.dumps(row, default=str), "a credential row")
 
 
-def test_canaries_never_reach_redis(processed_job, redis_client):
-    for key in redis_client.scan_iter():
-        if redis_client.type(key) == b"hash":
-            dump = json.dumps({str(k): str(v) for k, v in redis_client.hgetall(key).items()})
-        else:
-            dump = str(redis_client.dump(key))
+def test_canaries_never_reach_redis(processed_job, redis_client, redis_while_queued):
+    job, _ = processed_job
+    # The enqueued payload is the job's id and nothing of the record.
+    assert redis_while_queued["payloads"] == [([str(job.id)],)]
+    queued = redis_while_queued["keys"]
+    assert any(key.startswith(b"rq:job:") for key in queued), "no queued RQ job was scanned"
+
+    after_the_worker = redis_dumps(redis_client)
+    assert after_the_worker, "the worker left nothing in Redis to check"
+    for key, dump in {**queued, **after_the_worker}.items():
         assert_clean(dump, f"redis key {key!r}")
 
 
@@ -91,20 +116,12 @@ def test_canaries_never_reach_api_answers(client, processed_job):
 
 
 def test_canaries_never_reach_logs(
-    client, make_connector, credential, openai_server, api_key, caplog
+    client, make_connector, openai_provider, openai_server, api_key, caplog
 ):
     caplog.set_level(logging.DEBUG)
-    provider = Provider.objects.create(
-        name="gpt",
-        kind="openai",
-        base_url=openai_server.base_url,
-        model="m",
-        credential=credential,
-        timeout_seconds=5,
-    )
     connector = make_connector(
         "logs",
-        provider=provider,
+        provider=openai_provider,
         inputs=[("ssn", "ssn", True)],
         redaction=[("ssn", "mask")],
         prompt="{{ ssn }}",

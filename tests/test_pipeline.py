@@ -10,15 +10,17 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from connectors import audit, jobs, lifecycle
-from connectors.models import AuditEvent, Credential, Job, JobAttempt, Provider
-from tests.conftest import CANARY_SECRET, CANARY_SSN
+from connectors.models import AuditEvent, Credential, Job, JobAttempt
+from tests.conftest import CANARY_SECRET, CANARY_SSN, post_records
 from tests.worker import drain, run_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,21 +31,6 @@ SCHEMA = {
     "properties": {"decision": {"enum": ["approve", "reject"]}, "reason": {"type": "string"}},
 }
 CALLBACK_SECRET = "whsec_" + "c2VjcmV0LXNpZ25pbmcta2V5LWZvci1jYWxsYmFja3M="
-
-
-@pytest.fixture
-def openai_provider(db, openai_server, credential):
-    return Provider.objects.create(
-        name="gpt",
-        kind="openai",
-        base_url=openai_server.base_url,
-        model="gpt-test",
-        credential=credential,
-        timeout_seconds=5,
-        max_concurrency=4,
-        price_per_1k_input="0.5",
-        price_per_1k_output="1.5",
-    )
 
 
 @pytest.fixture
@@ -71,19 +58,8 @@ def connector(make_connector, openai_provider, callback_server, callback_credent
     )
 
 
-@pytest.fixture
-def key(connector, api_key):
-    return api_key(connector)[1]
-
-
-def send(client, key, record, **headers):
-    response = client.post(
-        "/api/v1/connectors/invoices/records/",
-        data=json.dumps(record),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {key}",
-        **headers,
-    )
+def send(client, key, record):
+    response = post_records(client, "invoices", record, key=key)
     assert response.status_code == 202, response.content
     return Job.objects.get(id=response.json()["jobs"][0]["id"])
 
@@ -342,7 +318,9 @@ def test_a_worker_killed_mid_job_loses_nothing_and_writes_back_once(
     worker.wait(10)
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING
-    time.sleep(2.5)  # its lease runs out: nobody renews it any more
+    assert jobs.reconcile(now=timezone.now())["lost"] == 0  # its lease still runs
+    # Past the lease that nobody renews any more, the reconciler takes the job back.
+    assert jobs.reconcile(now=timezone.now() + timedelta(seconds=3))["lost"] == 1
     drain()
 
     job.refresh_from_db()
@@ -475,7 +453,7 @@ def test_a_batch_cut_off_by_the_rq_timeout_writes_each_record_back_once(
     assert response.status_code == 202
 
     run_worker()  # RQ stops the batch after 2 s: one call done, one in flight, one not started
-    time.sleep(1.2)  # the unstarted job's lease runs out
+    jobs.reconcile(now=timezone.now() + timedelta(seconds=2))  # past the unrenewed leases
     drain()
 
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
@@ -510,7 +488,8 @@ def test_a_token_map_no_key_decrypts_fails_its_job_only(
     good.refresh_from_db()
     bad.refresh_from_db()
     assert (good.status, good.attempts) == (Job.Status.SUCCEEDED, 1)
-    assert bad.status == Job.Status.DEAD and bad.attempts == 3
+    # A key that cannot decrypt will not start decrypting on a retry: dead at once, named.
+    assert (bad.status, bad.attempts, bad.error_code) == (Job.Status.DEAD, 1, "decryption_failed")
     assert len(callback_server.received) == 1
 
 

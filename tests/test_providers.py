@@ -7,7 +7,7 @@ import jsonschema
 import pytest
 
 from connectors.errors import ProviderError
-from connectors.providers.base import ProviderSettings
+from connectors.providers.base import ProviderConfig
 from connectors.providers.demo import DemoProvider
 from connectors.providers.openai import OpenAIProvider
 from tests.conftest import CANARY_SECRET
@@ -24,7 +24,7 @@ SCHEMA = {
 
 
 def openai(base_url: str, *, timeout: float = 5, parameters=None, secret=CANARY_SECRET):
-    settings = ProviderSettings("openai", base_url, "gpt-test", timeout, parameters or {})
+    settings = ProviderConfig("openai", base_url, "gpt-test", timeout, parameters or {})
     return OpenAIProvider(settings, secret)
 
 
@@ -107,7 +107,7 @@ def test_azure_uses_the_api_key_header():
         seen.update(request.headers)
         return httpx.Response(200, json={"choices": [{"message": {"content": "hi"}}]})
 
-    settings = ProviderSettings("openai", "https://x.openai.azure.com/openai/v1", "gpt", 5, {})
+    settings = ProviderConfig("openai", "https://x.openai.azure.com/openai/v1", "gpt", 5, {})
     client = httpx.Client(transport=httpx.MockTransport(answer))
     completion = OpenAIProvider(settings, "azure-secret", client=client).complete("hello")
 
@@ -122,7 +122,7 @@ def test_content_that_is_not_text_is_malformed():
             lambda request: httpx.Response(200, json={"choices": [{"message": {"content": None}}]})
         )
     )
-    settings = ProviderSettings("openai", "https://api.example/v1", "gpt", 5, {})
+    settings = ProviderConfig("openai", "https://api.example/v1", "gpt", 5, {})
 
     with pytest.raises(ProviderError, match="without text content"):
         OpenAIProvider(settings, None, client=client).complete("hello")
@@ -136,19 +136,21 @@ def test_test_connection_lists_models(openai_server):
 @pytest.mark.parametrize(
     ("base_url", "model", "parameters", "message"),
     [
-        ("", "gpt", {}, "needs a base URL"),
-        ("ftp://x", "gpt", {}, "must start with"),
-        ("https://api.openai.com/v1", "", {}, "needs a model"),
+        ("", "gpt", {}, "missing base_url"),
+        ("ftp://x", "gpt", {}, "must be an http:// or https:// address"),
+        ("https://api.openai.com/v1", "", {}, "missing model"),
         ("https://api.openai.com/v1", "gpt", {"messages": []}, "cannot set messages"),
     ],
 )
 def test_openai_settings_are_validated(base_url, model, parameters, message):
     with pytest.raises(ValueError, match=message):
-        OpenAIProvider.validate_config(base_url, model, parameters)
+        OpenAIProvider.validate_config(
+            {"base_url": base_url, "model": model, "parameters": parameters}
+        )
 
 
 def test_demo_provider_is_deterministic_and_satisfies_the_schema():
-    provider = DemoProvider(ProviderSettings("demo", "", "", 5, {}), None)
+    provider = DemoProvider(ProviderConfig("demo", "", "", 5, {}), None)
 
     first = provider.complete("Decide on invoice 42", json_schema=SCHEMA)
     again = provider.complete("Decide on invoice 42", json_schema=SCHEMA)

@@ -158,7 +158,7 @@ def test_oauth2_test_connection_fetches_a_token(callback_server, token_server):
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({}, "needs a url"),
+        ({}, "missing url"),
         ({"url": "https://x", "auth": "oauth2"}, "needs token_url, client_id, credential"),
         (
             {
@@ -175,7 +175,7 @@ def test_oauth2_test_connection_fetches_a_token(callback_server, token_server):
         ({"url": "https://x", "colour": "red"}, "unknown keys colour"),
         (
             {"url": "https://x", "auth": "digest"},
-            "auth must be 'bearer', 'basic', 'header' or 'oauth2'",
+            "auth must be one of bearer, basic, header, oauth2",
         ),
         ({"url": "https://x", "timeout": 0}, "timeout"),
         ({"url": "https://x", "headers": {"Authorization": "x"}}, "put it in a credential"),

@@ -15,6 +15,7 @@ from connectors import audit, config, pipeline, polling, preview, prompts, valid
 from connectors.admin.base import AuditedModelAdmin, actor_for
 from connectors.models import ApiKey, Connector, FieldMapping, RedactionRule
 from connectors.sinks import SINKS
+from connectors.sources import SOURCES
 
 
 def add_errors(form: forms.BaseForm, error: ValidationError) -> None:
@@ -111,9 +112,10 @@ class RedactionRuleFormSet(forms.BaseInlineFormSet):
         if sink_kind not in SINKS or SINKS.get(sink_kind).can_restore_tokens:
             return
         if any(form.cleaned_data.get("action") == "tokenize" for form in kept_forms(self)):
+            restoring = ", ".join(SINKS.kinds_where(lambda sink: sink.can_restore_tokens))
             raise ValidationError(
                 f"A tokenize rule needs a sink that writes back and restores the values "
-                f"(http, db_update, file, amqp); with the {sink_kind!r} sink the caller would "
+                f"({restoring}); with the {sink_kind!r} sink the caller would "
                 "only ever see the placeholders. Use mask or hash, or change the sink."
             )
 
@@ -155,19 +157,20 @@ class ConnectorForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        source_kind, source_config = cleaned.get("source_kind", ""), cleaned.get("source_config")
+        sink_kind, sink_config = cleaned.get("sink_kind", ""), cleaned.get("sink_config")
+        source_config = {} if source_config is None else source_config
+        sink_config = {} if sink_config is None else sink_config
         checks = [
-            lambda: validation.check_source(
-                cleaned.get("source_kind", ""), cleaned.get("source_config") or {}
+            lambda: validation.check_source(source_kind, source_config),
+            lambda: validation.check_sink(sink_kind, sink_config),
+            lambda: validation.check_credentials_exist(
+                SOURCES, source_kind, source_config, "source_config"
             ),
-            lambda: validation.check_sink(
-                cleaned.get("sink_kind", ""), cleaned.get("sink_config") or {}
+            lambda: validation.check_credentials_exist(
+                SINKS, sink_kind, sink_config, "sink_config"
             ),
-            lambda: validation.check_sink_credentials(
-                cleaned.get("sink_kind", ""), cleaned.get("sink_config") or {}
-            ),
-            lambda: validation.check_source_reachable(
-                cleaned.get("source_kind", ""), cleaned.get("source_config") or {}
-            ),
+            lambda: validation.check_source_on_save(source_kind, source_config),
             lambda: validation.check_prompt(cleaned.get("prompt_template", "")),
             lambda: validation.check_output(
                 cleaned.get("output_format", ""), cleaned.get("output_schema")

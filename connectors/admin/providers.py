@@ -50,14 +50,10 @@ class ProviderForm(forms.ModelForm):
 @admin.register(Provider)
 class ProviderAdmin(AuditedModelAdmin):
     form = ProviderForm
-    list_display = ["name", "kind_label", "model", "base_url", "max_concurrency", "credential"]
+    list_display = ["name", "kind", "model", "base_url", "max_concurrency", "credential"]
     list_filter = ["kind"]
     search_fields = ["name", "model", "base_url"]
     actions = ["test_connection"]
-
-    @admin.display(description="kind", ordering="kind")
-    def kind_label(self, obj: Provider) -> str:
-        return "demo (no AI is called)" if obj.kind == "demo" else obj.get_kind_display()
 
     @admin.action(description="Test connection", permissions=["change"])
     def test_connection(self, request, queryset):

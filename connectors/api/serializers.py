@@ -65,12 +65,7 @@ class JobSerializer(serializers.ModelSerializer):
         return {"code": job.error_code, "message": job.error_message}
 
     def get_timings(self, job: Job) -> dict:
-        return {"queue_wait_ms": job_queue_wait(job), "ai_ms": job.ai_ms, "write_ms": job.write_ms}
+        return {"queue_wait_ms": job.queue_wait_ms, "ai_ms": job.ai_ms, "write_ms": job.write_ms}
 
     def get_tokens(self, job: Job) -> dict:
         return {"input": job.tokens_in, "output": job.tokens_out}
-
-
-def job_queue_wait(job: Job) -> int | None:
-    attempt = job.attempt_rows.order_by("-number").first()
-    return attempt.queue_wait_ms if attempt else None

@@ -7,14 +7,14 @@ from rest_framework.throttling import BaseThrottle
 
 from connectors import ratelimit
 from connectors.models import Connector
+from connectors.sources import SOURCES
 
 
 def intake_limit(connector: Connector) -> int:
     """Requests per minute; 0 means no limit."""
-    configured = connector.source_config.get("requests_per_minute")
-    if connector.source_kind == "webhook" and isinstance(configured, int) and configured > 0:
-        return configured
-    return settings.INTAKE_REQUESTS_PER_MINUTE
+    kind = SOURCES.get(connector.source_kind)
+    configured = kind.intake_requests_per_minute(connector.source_config)
+    return configured or settings.INTAKE_REQUESTS_PER_MINUTE
 
 
 class ConnectorRateThrottle(BaseThrottle):

@@ -21,6 +21,7 @@ from connectors.api.serializers import (
 )
 from connectors.api.throttling import ConnectorRateThrottle, intake_limit
 from connectors.models import Connector, Job, WebhookReceipt
+from connectors.work import Submission
 
 WAIT_POLL_SECONDS = 0.1
 
@@ -74,7 +75,7 @@ class RecordsView(KeyAuthenticatedView):
             )
         records, is_batch = parse_records(request)
         submissions = [
-            jobs.Submission(
+            Submission(
                 record=record,
                 idempotency_key=f"{idempotency_key}:{index}"
                 if idempotency_key and is_batch
@@ -235,7 +236,7 @@ class HealthView(APIView):
 
     @extend_schema(responses={200: dict, 503: dict})
     def get(self, request):
-        body = {"database": check_database(), **check_queue()}
+        body = {"database": check_database(), **jobs.queue_stats()}
         is_healthy = body["database"] == "ok" and body["redis"] == "ok"
         body["status"] = "ok" if is_healthy else "degraded"
         return Response(body, status.HTTP_200_OK if is_healthy else 503)
@@ -248,7 +249,3 @@ def check_database() -> str:
     except Exception as error:  # any driver error means unhealthy
         return f"error: {type(error).__name__}"
     return "ok"
-
-
-def check_queue() -> dict:
-    return jobs.queue_stats()

@@ -11,4 +11,5 @@ PROVIDERS = Registry(
         ),
         "demo": ("connectors.providers.demo.DemoProvider", "Demo (no AI is called)"),
     },
+    default="openai",
 )

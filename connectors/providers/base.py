@@ -1,14 +1,20 @@
-"""The provider interface: one prompt in, one completion out; errors are ProviderErrors."""
+"""The provider interface: one prompt in, one completion out; errors are ProviderErrors.
+
+A provider kind's settings are the Provider row's `base_url`, `model` and `parameters`, declared
+like any kind's (connectors.plugins) and validated as one config.
+"""
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import httpx
 
 from connectors import http
+from connectors.plugins import Plugin
 
 
 @dataclass(frozen=True)
-class ProviderSettings:
+class ProviderConfig:
     kind: str
     base_url: str
     model: str
@@ -22,24 +28,22 @@ class Completion:
     tokens_in: int
     tokens_out: int
     model: str
-    raw: dict | None = None
 
 
-class Provider:
-    kind = ""
-    is_demo = False
+class Provider(Plugin):
+    calls_ai: ClassVar[bool] = True  # False for the demo provider, which answers by itself
 
     def __init__(
-        self, settings: ProviderSettings, secret: str | None, *, client: httpx.Client | None = None
+        self, config: ProviderConfig, secret: str | None, *, client: httpx.Client | None = None
     ) -> None:
-        self.settings = settings
+        self.config = config
         self._secret = secret
         self._client = client
 
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
-            self._client = http.build_client(timeout=self.settings.timeout)
+            self._client = http.build_client(timeout=self.config.timeout)
         return self._client
 
     def close(self) -> None:
@@ -51,7 +55,3 @@ class Provider:
 
     def test_connection(self) -> str:
         raise NotImplementedError
-
-    @classmethod
-    def validate_config(cls, base_url: str, model: str, parameters: dict) -> None:
-        """Raise ValueError when the settings cannot work."""

@@ -3,6 +3,7 @@
 import json
 import time
 
+from connectors.plugins import MAPPING, URL, Setting
 from connectors.providers.base import Completion, Provider
 
 
@@ -28,11 +29,16 @@ def sample(schema: dict, prompt: str):
 
 class DemoProvider(Provider):
     kind = "demo"
-    is_demo = True
+    calls_ai = False
+    settings = (
+        Setting("base_url", URL, help="Not used."),
+        Setting("model", help="Not used."),
+        Setting("parameters", MAPPING, help="latency_ms imitates a real AI's latency."),
+    )
 
     def complete(self, prompt: str, *, json_schema: dict | None = None) -> Completion:
         # `latency_ms` in the provider's parameters imitates a real AI's latency (benchmarks).
-        time.sleep(float(self.settings.parameters.get("latency_ms", 0)) / 1000)
+        time.sleep(float(self.config.parameters.get("latency_ms", 0)) / 1000)
         if json_schema:
             text = json.dumps(sample({"type": "object", **json_schema}, prompt))
         else:

@@ -10,15 +10,23 @@ import httpx
 
 from connectors import http, prompts
 from connectors.errors import ProviderError
+from connectors.plugins import MAPPING, URL, Setting, SettingError
 from connectors.providers.base import Completion, Provider
+
+RESERVED_PARAMETERS = {"model", "messages", "response_format"}
 
 
 class OpenAIProvider(Provider):
     kind = "openai"
+    settings = (
+        Setting("base_url", URL, required=True, help="e.g. https://api.openai.com/v1"),
+        Setting("model", required=True, help="e.g. gpt-4o-mini"),
+        Setting("parameters", MAPPING, help="Sent with every request, e.g. temperature."),
+    )
 
     @property
     def base_url(self) -> str:
-        return self.settings.base_url.rstrip("/")
+        return self.config.base_url.rstrip("/")
 
     def headers(self) -> dict[str, str]:
         if not self._secret:
@@ -29,9 +37,9 @@ class OpenAIProvider(Provider):
 
     def complete(self, prompt: str, *, json_schema: dict | None = None) -> Completion:
         body = {
-            "model": self.settings.model,
+            "model": self.config.model,
             "messages": [{"role": "user", "content": prompt}],
-            **self.settings.parameters,
+            **self.config.parameters,
         }
         if json_schema:
             body["response_format"] = prompts.json_schema_response_format(json_schema)
@@ -65,8 +73,7 @@ class OpenAIProvider(Provider):
             text=content,
             tokens_in=int(usage.get("prompt_tokens") or 0),
             tokens_out=int(usage.get("completion_tokens") or 0),
-            model=str(answer.get("model") or self.settings.model),
-            raw=answer,
+            model=str(answer.get("model") or self.config.model),
         )
 
     def test_connection(self) -> str:
@@ -82,20 +89,10 @@ class OpenAIProvider(Provider):
         http.classify_response(
             response, what="provider", error_class=ProviderError, secrets=(self._secret,)
         )
-        return (
-            f"OK: the endpoint answered and accepted the credential (model {self.settings.model})"
-        )
+        return f"OK: the endpoint answered and accepted the credential (model {self.config.model})"
 
     @classmethod
-    def validate_config(cls, base_url: str, model: str, parameters: dict) -> None:
-        if not base_url:
-            raise ValueError(
-                "an OpenAI-compatible provider needs a base URL, e.g. https://api.openai.com/v1"
-            )
-        if not base_url.startswith(("https://", "http://")):
-            raise ValueError("the base URL must start with https:// or http://")
-        if not model:
-            raise ValueError("an OpenAI-compatible provider needs a model name")
-        reserved = {"model", "messages", "response_format"} & set(parameters)
+    def check(cls, config: dict) -> None:
+        reserved = sorted(RESERVED_PARAMETERS & set(config.get("parameters", {})))
         if reserved:
-            raise ValueError(f"parameters cannot set {', '.join(sorted(reserved))}")
+            raise SettingError("parameters", f"parameters cannot set {', '.join(reserved)}")

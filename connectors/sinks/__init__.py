@@ -11,4 +11,5 @@ SINKS = Registry(
         "file": ("connectors.sinks.file.FileSink", "File (outbox, same format as the input)"),
         "amqp": ("connectors.sinks.amqp.AmqpSink", "Message queue reply (AMQP)"),
     },
+    default="none",
 )

@@ -11,15 +11,19 @@ from pika.exceptions import AMQPError, UnroutableError
 
 from connectors import amqp
 from connectors.errors import SinkError
-from connectors.sinks.base import Delivery, Sink, WriteOutcome
-
-KEYS = {"credential", "exchange", "routing_key"}
+from connectors.plugins import CREDENTIAL, Setting
+from connectors.sinks.base import Sink
+from connectors.work import Delivery, WriteOutcome
 
 
 class AmqpSink(Sink):
     kind = "amqp"
     can_restore_tokens = True
-    credential_fields = ("credential",)
+    settings = (
+        Setting("credential", CREDENTIAL, help="The broker URL credential; default: the source's."),
+        Setting("exchange", help="Where answers go when a message names no reply_to queue."),
+        Setting("routing_key", help="Their routing key (with exchange)."),
+    )
 
     def __init__(self, config: dict, secrets: dict[str, str], **kwargs) -> None:
         super().__init__(config, secrets, **kwargs)
@@ -33,15 +37,6 @@ class AmqpSink(Sink):
             {"credential": source_config["credential"]} if "credential" in source_config else {}
         )
         return {**inherited, **sink_config}
-
-    @classmethod
-    def validate_config(cls, config: dict) -> dict:
-        unknown = set(config) - KEYS
-        if unknown:
-            raise ValueError(
-                f"unknown keys {', '.join(sorted(unknown))}; known: {', '.join(sorted(KEYS))}"
-            )
-        return config
 
     def channel(self):
         if self._channel is None or not self._channel.is_open:

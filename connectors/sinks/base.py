@@ -1,36 +1,20 @@
 """The sink interface: deliver one job's mapped result to the legacy system."""
 
-from dataclasses import dataclass, field
+from typing import ClassVar
 
 import httpx
 
-
-@dataclass(frozen=True)
-class Delivery:
-    job_id: str
-    connector: str
-    source_reference: str
-    result: dict
-    attempt: int
-    source_metadata: dict = field(default_factory=dict)
+from connectors.errors import PipelineError
+from connectors.plugins import Plugin
+from connectors.work import Delivery, WriteOutcome
 
 
-@dataclass(frozen=True)
-class WriteOutcome:
-    target: str
-    status: str
-    detail: str = ""
-
-
-class Sink:
-    kind = ""
+class Sink(Plugin):
     # True when results go to the legacy system inside our walls, so placeholders are restored.
     # False when the caller reads the job API: the stored, redacted result is what it gets.
-    can_restore_tokens = False
-    # Config keys that name a Credential; the pipeline passes their decrypted values as secrets.
-    credential_fields: tuple[str, ...] = ()
+    can_restore_tokens: ClassVar[bool] = False
     # True when write_many is cheaper than several writes (one transaction for a burst).
-    writes_in_batches = False
+    writes_in_batches: ClassVar[bool] = False
 
     def __init__(
         self, config: dict, secrets: dict[str, str], *, client: httpx.Client | None = None
@@ -42,10 +26,8 @@ class Sink:
     def write(self, delivery: Delivery) -> WriteOutcome:
         raise NotImplementedError
 
-    def write_many(self, deliveries: list[Delivery]) -> dict[str, "WriteOutcome | Exception"]:
-        """Write several results; per job id, its outcome or its (Pipeline)error."""
-        from connectors.errors import PipelineError
-
+    def write_many(self, deliveries: list[Delivery]) -> dict[str, WriteOutcome | PipelineError]:
+        """Write several results; per job id, its outcome or its error."""
         written: dict = {}
         for delivery in deliveries:
             try:
@@ -62,6 +44,10 @@ class Sink:
         """The config the sink runs with; a sink may inherit settings from its source."""
         return sink_config
 
+    @classmethod
+    def check_outputs(cls, config: dict, outputs: set[str]) -> None:
+        """Refuse output mappings this sink must not write (raise ValueError)."""
+
     def test_connection(self) -> str:
         return "Nothing to test for this sink."
 
@@ -69,8 +55,3 @@ class Sink:
         """Release connections at the end of a batch."""
         if self._client is not None:
             self._client.close()
-
-    @classmethod
-    def validate_config(cls, config: dict) -> dict:
-        """Return the normalised config; raise ValueError saying what is wrong."""
-        return config

@@ -10,39 +10,55 @@ import sqlalchemy as sa
 
 from connectors import legacy_db
 from connectors.errors import ConfigError, SinkError
-from connectors.sinks.base import Delivery, Sink, WriteOutcome
-from connectors.sources.db_poll import DEFAULTS
+from connectors.plugins import CREDENTIAL, Setting
+from connectors.sinks.base import Sink
+from connectors.work import Delivery, WriteOutcome
 
-INHERITED = {
-    "credential",
-    "table",
-    "key_column",
-    "status_column",
-    "error_column",
-    "claim_column",
-    *DEFAULTS,
-}
+MANAGED = ("key_column", "status_column", "claim_column", "error_column")
 
 
 class DbUpdateSink(Sink):
     kind = "db_update"
     can_restore_tokens = True
-    credential_fields = ("credential",)
     writes_in_batches = True
+    settings = (
+        Setting(
+            "credential", CREDENTIAL, help="The database URL credential; default: the source's."
+        ),
+        Setting("table", help="Default: the source's table."),
+        Setting("key_column", help="Default: the source's key column."),
+        Setting("status_column", help="Default: the source's status column."),
+        Setting("error_column", help="Default: the source's error column."),
+        Setting("claim_column", help="Default: the source's claim column."),
+        *legacy_db.STATUS_SETTINGS,
+    )
 
     @classmethod
     def effective_config(cls, sink_config: dict, source_config: dict) -> dict:
-        inherited = {key: value for key, value in source_config.items() if key in INHERITED}
-        return {**DEFAULTS, **inherited, **sink_config}
+        names = {setting.name for setting in cls.settings}
+        inherited = {key: value for key, value in source_config.items() if key in names}
+        return {**inherited, **sink_config}
 
     @classmethod
-    def validate_config(cls, config: dict) -> dict:
-        unknown = set(config) - INHERITED
-        if unknown:
+    def check_outputs(cls, config: dict, outputs: set[str]) -> None:
+        """Only output-mapped, unmanaged columns are written: without output mappings the AI's
+        JSON would name the columns, and a prompt injection could rewrite the row's key or
+        status."""
+        if not outputs:
             raise ValueError(
-                f"unknown keys {', '.join(sorted(unknown))}; known: {', '.join(sorted(INHERITED))}"
+                "The db_update sink needs output mappings: they name the columns it may write."
             )
-        return config
+        managed = sorted(outputs & cls.managed_columns(config))
+        if managed:
+            raise ValueError(
+                f"Output mappings may not write {', '.join(managed)}: the pipeline manages the "
+                "key, status, claim and error columns."
+            )
+
+    @staticmethod
+    def managed_columns(config: dict) -> set[str]:
+        """Columns the pipeline manages; a result (an AI answer) must never set them."""
+        return {config[name] for name in MANAGED if config.get(name)}
 
     def table(self) -> sa.Table:
         """Reflected once per sink instance (one per batch of jobs)."""
@@ -72,14 +88,9 @@ class DbUpdateSink(Sink):
             raise outcome
         return outcome
 
-    def protected_columns(self) -> set[str]:
-        """Columns the pipeline manages; a result (an AI answer) must never set them."""
-        names = ("key_column", "status_column", "claim_column", "error_column")
-        return {self.config[name] for name in names if self.config.get(name)}
-
     def refusal(self, table: sa.Table, delivery: Delivery) -> SinkError | None:
         """Why this result cannot be written (one row's problem, not the batch's)."""
-        protected = sorted(self.protected_columns() & set(delivery.result))
+        protected = sorted(self.managed_columns(self.config) & set(delivery.result))
         if protected:
             return SinkError(
                 f"the result would set {', '.join(protected)}, which the pipeline manages; "

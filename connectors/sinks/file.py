@@ -5,18 +5,13 @@ from pathlib import Path
 
 from connectors.errors import ConfigError
 from connectors.files.spool import Spool
-from connectors.sinks.base import Delivery, Sink, WriteOutcome
+from connectors.sinks.base import Sink
+from connectors.work import Delivery, WriteOutcome
 
 
 class FileSink(Sink):
     kind = "file"
     can_restore_tokens = True  # the output file goes back to the legacy system
-
-    @classmethod
-    def validate_config(cls, config: dict) -> dict:
-        if config:
-            raise ValueError("the file sink takes no configuration: it writes beside its source")
-        return {}
 
     def spool(self, delivery: Delivery) -> tuple[Spool, int]:
         metadata = delivery.source_metadata

@@ -7,17 +7,17 @@ delivery: at-least-once delivery, exactly-once effect. 409 Conflict means "alrea
 import json
 import re
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
 from connectors import http, oauth2
 from connectors.errors import SinkError
-from connectors.sinks.base import Delivery, Sink, WriteOutcome
+from connectors.plugins import CREDENTIAL, MAPPING, NUMBER, URL, Setting, SettingError
+from connectors.sinks.base import Sink
+from connectors.work import Delivery, WriteOutcome
 
-KNOWN_KEYS = {"url", "credential", "auth", "signing_credential", "timeout", "headers", "header"}
-OAUTH2_KEYS = {"token_url", "client_id", "scope"}
+OAUTH2_KEYS = ("token_url", "client_id", "scope")
 # Header names that carry secrets: their values belong in a credential (encrypted, write-only),
 # not in the sink config, which the admin shows and the audit log and exports keep.
 SECRET_HEADER = re.compile(r"auth|key|token|secret|password|passwd|cookie|session|signature", re.I)
@@ -26,7 +26,29 @@ SECRET_HEADER = re.compile(r"auth|key|token|secret|password|passwd|cookie|sessio
 class HttpSink(Sink):
     kind = "http"
     can_restore_tokens = True
-    credential_fields = ("credential", "signing_credential")
+    settings = (
+        Setting("url", URL, required=True, help="The legacy system's callback address."),
+        Setting(
+            "auth",
+            default="bearer",
+            choices=("bearer", "basic", "header", "oauth2"),
+            help="How the credential is sent.",
+        ),
+        Setting("credential", CREDENTIAL, help="Token, user:password or OAuth2 client secret."),
+        Setting("header", help="auth: header: the header that carries the credential."),
+        Setting(
+            "signing_credential",
+            CREDENTIAL,
+            help="Signs each delivery (Standard Webhooks) so the receiver can verify it.",
+        ),
+        Setting(
+            "timeout", NUMBER, default=30, minimum=1, maximum=300, help="Seconds per delivery."
+        ),
+        Setting("headers", MAPPING, help="Extra plain headers (never secrets)."),
+        Setting("token_url", URL, help="auth: oauth2: the token endpoint."),
+        Setting("client_id", help="auth: oauth2: the client id."),
+        Setting("scope", help="auth: oauth2: the scope to ask for."),
+    )
 
     @property
     def client(self) -> httpx.Client:
@@ -126,55 +148,31 @@ class HttpSink(Sink):
     )
 
     @classmethod
-    def validate_config(cls, config: dict) -> dict:
-        known = KNOWN_KEYS | OAUTH2_KEYS
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(
-                f"unknown keys {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
-            )
-        url = config.get("url")
-        if not url:
-            raise ValueError("the http sink needs a url")
-        parts = urlsplit(str(url))
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("the url must be an http:// or https:// address")
-        auth = config.get("auth", "bearer")
-        if auth not in ("bearer", "basic", "header", "oauth2"):
-            raise ValueError("auth must be 'bearer', 'basic', 'header' or 'oauth2'")
+    def check(cls, config: dict) -> None:
+        auth = config["auth"]
         if (auth == "header") != bool(config.get("header")):
-            raise ValueError("auth: header needs header (its name, e.g. X-Api-Key), and only it")
+            raise SettingError(
+                "header", "auth: header needs header (its name, e.g. X-Api-Key), and only it"
+            )
         if auth == "header" and not re.fullmatch(r"[A-Za-z0-9-]{1,100}", config["header"]):
-            raise ValueError("header must be a header name such as X-Api-Key")
+            raise SettingError("header", "header must be a header name such as X-Api-Key")
         if auth == "oauth2":
-            validate_oauth2(config)
-        elif set(config) & OAUTH2_KEYS:
-            raise ValueError("token_url, client_id and scope are for auth: oauth2")
-        timeout = config.get("timeout", 30)
-        if not isinstance(timeout, int | float) or not 1 <= timeout <= 300:
-            raise ValueError("timeout must be a number of seconds between 1 and 300")
+            missing = [key for key in ("token_url", "client_id", "credential") if key not in config]
+            if missing:
+                raise SettingError(
+                    missing[0],
+                    f"auth: oauth2 needs {', '.join(missing)} (the credential holds the client "
+                    "secret)",
+                )
+        elif set(config) & set(OAUTH2_KEYS):
+            raise SettingError("auth", "token_url, client_id and scope are for auth: oauth2")
         headers = config.get("headers", {})
-        if not isinstance(headers, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-        ):
-            raise ValueError("headers must map names to strings")
+        if not all(isinstance(value, str) for value in headers.values()):
+            raise SettingError("headers", "headers must map names to strings")
         secret_looking = sorted(name for name in headers if SECRET_HEADER.search(name))
         if secret_looking:
-            raise ValueError(
+            raise SettingError(
+                "headers",
                 f"{', '.join(secret_looking)} would keep a secret in plain text: put it in a "
-                "credential and use auth: header with header: <name> (or bearer/basic/oauth2)"
+                "credential and use auth: header with header: <name> (or bearer/basic/oauth2)",
             )
-        return config
-
-
-def validate_oauth2(config: dict) -> None:
-    missing = [key for key in ("token_url", "client_id", "credential") if not config.get(key)]
-    if missing:
-        raise ValueError(
-            f"auth: oauth2 needs {', '.join(missing)} (the credential holds the client secret)"
-        )
-    parts = urlsplit(str(config["token_url"]))
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("token_url must be an http:// or https:// address")
-    if not isinstance(config["client_id"], str) or not isinstance(config.get("scope", ""), str):
-        raise ValueError("client_id and scope must be text")

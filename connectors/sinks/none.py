@@ -1,4 +1,5 @@
-from connectors.sinks.base import Delivery, Sink, WriteOutcome
+from connectors.sinks.base import Sink
+from connectors.work import Delivery, WriteOutcome
 
 
 class NoSink(Sink):
@@ -8,9 +9,3 @@ class NoSink(Sink):
 
     def write(self, delivery: Delivery) -> WriteOutcome:
         return WriteOutcome(target="job API", status="stored")
-
-    @classmethod
-    def validate_config(cls, config: dict) -> dict:
-        if config:
-            raise ValueError("the 'none' sink takes no configuration")
-        return {}

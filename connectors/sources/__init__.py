@@ -10,4 +10,5 @@ SOURCES = Registry(
         "file_drop": ("connectors.sources.file_drop.FileDropSource", "File drop (folder)"),
         "amqp": ("connectors.sources.amqp.AmqpSource", "Message queue (AMQP / RabbitMQ)"),
     },
+    default="webhook",
 )

@@ -15,7 +15,9 @@ from collections.abc import Callable
 import pika
 
 from connectors import amqp, crypto, legacy_json
-from connectors.sources.base import Source, check_keys
+from connectors.plugins import BOOLEAN, CREDENTIAL, INTEGER, Setting
+from connectors.sources.base import Source
+from connectors.work import Submission
 
 logger = logging.getLogger(__name__)
 
@@ -23,15 +25,19 @@ logger = logging.getLogger(__name__)
 class AmqpSource(Source):
     kind = "amqp"
     is_consumer = True
-    credential_fields = ("credential",)
-
-    @classmethod
-    def validate_config(cls, config: dict) -> dict:
-        check_keys(config, {"queue"}, {"credential", "prefetch", "declare"})
-        prefetch = config.get("prefetch", 100)
-        if not isinstance(prefetch, int) or not 1 <= prefetch <= 10000:
-            raise ValueError("prefetch must be a whole number from 1 to 10000")
-        return {"prefetch": 100, "declare": True, **config}
+    settings = (
+        Setting("queue", required=True, help="The queue to consume."),
+        Setting("credential", CREDENTIAL, help="The broker URL credential (amqp://…)."),
+        Setting(
+            "prefetch",
+            INTEGER,
+            default=100,
+            minimum=1,
+            maximum=10000,
+            help="Messages taken at once (and submitted in one transaction).",
+        ),
+        Setting("declare", BOOLEAN, default=True, help="Declare the queue (durable) on start."),
+    )
 
     @property
     def url(self) -> str:
@@ -113,7 +119,7 @@ class AmqpSource(Source):
         return f"OK: queue {self.config['queue']} reachable; {waiting} messages waiting"
 
 
-def item_for(properties, body: bytes, record: dict) -> dict:
+def item_for(properties, body: bytes, record: dict) -> Submission:
     """A message as a submission. Its message_id (else correlation_id) makes a redelivery the
     same job, and a reused id with another body is refused, not swallowed. A message without
     either is a new job each time: two equal bodies may be two real requests."""
@@ -124,16 +130,13 @@ def item_for(properties, body: bytes, record: dict) -> dict:
         key = f"corr:{correlation_id}"
     else:
         key = f"uuid:{uuid.uuid4()}"
-    return {
-        "record": record,
-        "idempotency_key": key[:255],
-        "source_reference": f"message {message_id or correlation_id}".strip(),
-        "source_metadata": {
-            "reply_to": text(properties.reply_to),
-            "correlation_id": correlation_id,
-        },
-        "fingerprint": crypto.record_fingerprint(record),
-    }
+    return Submission(
+        record=record,
+        idempotency_key=key[:255],
+        source_reference=f"message {message_id or correlation_id}".strip(),
+        source_metadata={"reply_to": text(properties.reply_to), "correlation_id": correlation_id},
+        fingerprint=crypto.record_fingerprint(record),
+    )
 
 
 def text(value) -> str:

@@ -11,39 +11,39 @@ Order of a poll, so that a crash at any point loses nothing and doubles nothing:
 A row the legacy system sets back to `pending` after its job finished is run again.
 """
 
+import uuid
 from collections.abc import Callable
 
 import sqlalchemy as sa
 
 from connectors import legacy_db
-from connectors.sources.base import Source, check_keys
-
-REQUIRED = {"credential", "table", "key_column", "status_column"}
-DEFAULTS = {
-    "pending_value": "pending",
-    "claimed_value": "processing",
-    "done_value": "complete",
-    "error_value": "error",
-}
-OPTIONAL = {*DEFAULTS, "columns", "error_column", "claim_column"}
+from connectors.plugins import CREDENTIAL, TEXT_LIST, Setting, SettingError
+from connectors.sources.base import Source
+from connectors.work import Submission
 
 
 class DbPollSource(Source):
     kind = "db_poll"
     is_polled = True
-    checked_on_save = True  # the admin refuses a table or column that does not exist
-    credential_fields = ("credential",)
+    is_checked_on_save = True  # the admin refuses a table or column that does not exist
+    settings = (
+        Setting("credential", CREDENTIAL, required=True, help="The database URL credential."),
+        Setting("table", required=True, help="The legacy table to poll."),
+        Setting("key_column", required=True, help="Its primary key column."),
+        Setting("status_column", required=True, help="The column that says pending/done."),
+        *legacy_db.STATUS_SETTINGS,
+        Setting("columns", TEXT_LIST, help="Columns to read; empty reads them all."),
+        Setting("error_column", help="Where a failed job's error message goes."),
+        Setting("claim_column", help="Where the claiming job's id goes (only it may write)."),
+    )
 
     @classmethod
-    def validate_config(cls, config: dict) -> dict:
-        check_keys(config, REQUIRED, OPTIONAL)
-        columns = config.get("columns", [])
-        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-            raise ValueError("columns must be a list of column names")
-        values = [config.get(key, default) for key, default in DEFAULTS.items()]
+    def check(cls, config: dict) -> None:
+        values = [config[setting.name] for setting in legacy_db.STATUS_SETTINGS]
         if len(set(values)) != len(values):
-            raise ValueError("pending, claimed, done and error values must all differ")
-        return {**DEFAULTS, **config}
+            raise SettingError(
+                "pending_value", "pending, claimed, done and error values must all differ"
+            )
 
     @property
     def engine(self) -> sa.Engine:
@@ -105,6 +105,9 @@ class DbPollSource(Source):
             .values(values)
         )
 
+    def check_on_save(self) -> None:
+        self.test_connection()
+
     def test_connection(self) -> str:
         try:
             table = self.table()
@@ -127,13 +130,13 @@ def submit_rows(submit: Callable, rows: list[dict], config: dict):
 
     key_column = config["key_column"]
 
-    def submission(row: dict, suffix: str = ""):
-        return {
-            "record": row,
-            "idempotency_key": f"row:{row[key_column]}{suffix}",
-            "source_reference": f"{config['table']} {key_column}={row[key_column]}",
-            "source_metadata": {"key": row[key_column]},
-        }
+    def submission(row: dict, suffix: str = "") -> Submission:
+        return Submission(
+            record=row,
+            idempotency_key=f"row:{row[key_column]}{suffix}",
+            source_reference=f"{config['table']} {key_column}={row[key_column]}",
+            source_metadata={"key": row[key_column]},
+        )
 
     rejected_errors: list = []
     results = submit([submission(row) for row in rows], rejected=rejected_errors)
@@ -148,8 +151,6 @@ def submit_rows(submit: Callable, rows: list[dict], config: dict):
         row[key_column]: str(job.id) for row, (job, _) in zip(accepted_rows, results, strict=True)
     }
     if rerun:
-        import uuid
-
         again = submit([submission(row, f":{uuid.uuid4().hex[:12]}") for row in rerun], rejected=[])
         job_ids |= {
             row[key_column]: str(job.id) for row, (job, _) in zip(rerun, again, strict=True)

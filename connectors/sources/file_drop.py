@@ -27,44 +27,52 @@ from django.utils import timezone
 from connectors.files.formats import FORMATS, FileFormat, UnreadableFile, Writer, read_rows
 from connectors.files.spool import Spool
 from connectors.models import FieldMapping, Job, SourceFile
-from connectors.sources.base import Source, check_keys
+from connectors.plugins import BOOLEAN, NUMBER, PATH, Setting, SettingError
+from connectors.sources.base import Source
+from connectors.work import Submission
 
 SPOOL_SUFFIXES = (".spool.sqlite3", ".spool.sqlite3-wal", ".spool.sqlite3-shm")
 
 logger = logging.getLogger(__name__)
 FOLDERS = ("processing", "outbox", "archive", "error")
 CHUNK = 500
-OPTIONAL = {
-    "pattern",
-    "format",
-    "delimiter",
-    "encoding",
-    "header",
-    "record_element",
-    "settle_seconds",
-    "watch",
-}
 
 
 class FileDropSource(Source):
     kind = "file_drop"
     is_polled = True
+    settings = (
+        Setting("path", PATH, required=True, help="The absolute folder the legacy system writes."),
+        Setting("pattern", default="*", help="Which file names to take, e.g. *.csv."),
+        Setting("format", default="csv", choices=FORMATS, help="How the files are written."),
+        Setting("delimiter", help="CSV: the one character between fields (default ,)."),
+        Setting("encoding", help="The files' text encoding (default utf-8)."),
+        Setting("header", BOOLEAN, help="CSV: the first line names the columns (default true)."),
+        Setting("record_element", help="XML: the element that holds one record."),
+        Setting(
+            "settle_seconds",
+            NUMBER,
+            default=2,
+            minimum=0,
+            help="A file is taken once it has not changed for this long.",
+        ),
+        Setting("watch", BOOLEAN, help="React to new files at once (default true; off on shares)."),
+    )
 
     @classmethod
-    def validate_config(cls, config: dict) -> dict:
-        check_keys(config, {"path"}, OPTIONAL)
-        config = {"pattern": "*", "format": "csv", "settle_seconds": 2, **config}
-        if config["format"] not in FORMATS:
-            raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    def check(cls, config: dict) -> None:
         if len(config.get("delimiter", ",")) != 1:
-            raise ValueError("delimiter must be one character")
+            raise SettingError("delimiter", "delimiter must be one character")
         try:
             "".encode(config.get("encoding", "utf-8"))
         except LookupError:
-            raise ValueError(f"unknown encoding {config['encoding']!r}") from None
+            raise SettingError("encoding", f"unknown encoding {config['encoding']!r}") from None
         if not Path(config["path"]).is_absolute():
-            raise ValueError("path must be an absolute folder path")
-        return config
+            raise SettingError("path", "path must be an absolute folder path")
+
+    @classmethod
+    def watched_folder(cls, config: dict) -> str | None:
+        return config["path"] if config.get("watch", True) and config.get("path") else None
 
     @property
     def folder(self) -> Path:
@@ -157,15 +165,16 @@ class FileDropSource(Source):
         def flush() -> int:
             rejected: list = []
             items = [
-                {
-                    "record": row.record,
-                    "idempotency_key": f"{source_file.sha256}:{row.number}",
-                    "source_reference": f"{source_file.name} row {row.number}",
-                    "source_metadata": {"row": row.number, "spool": str(spool.path)},
-                }
+                Submission(
+                    record=row.record,
+                    idempotency_key=f"{source_file.sha256}:{row.number}",
+                    source_reference=f"{source_file.name} row {row.number}",
+                    source_metadata={"row": row.number, "spool": str(spool.path)},
+                    source_file_id=source_file.id,
+                )
                 for row in chunk
             ]
-            submit(items, rejected=rejected, source_file_id=source_file.id)
+            submit(items, rejected=rejected)
             errors.extend(
                 (chunk[r.index].number, chunk[r.index].line, r.error.message) for r in rejected
             )

@@ -1,15 +1,21 @@
-from connectors.sources.base import Source, check_keys
+from connectors.plugins import INTEGER, Setting
+from connectors.sources.base import Source
 
 
 class WebhookSource(Source):
     """Records are pushed by the legacy system to the HTTP API; nothing to poll."""
 
     kind = "webhook"
+    settings = (
+        Setting(
+            "requests_per_minute",
+            INTEGER,
+            minimum=1,
+            help="Intake limit for all of this connector's API keys together; "
+            "empty: INTAKE_REQUESTS_PER_MINUTE.",
+        ),
+    )
 
     @classmethod
-    def validate_config(cls, config: dict) -> dict:
-        check_keys(config, required=set(), optional={"requests_per_minute"})
-        limit = config.get("requests_per_minute")
-        if limit is not None and (type(limit) is not int or limit < 1):
-            raise ValueError("requests_per_minute must be a whole number of at least 1")
-        return config
+    def intake_requests_per_minute(cls, config: dict) -> int | None:
+        return config.get("requests_per_minute")

@@ -17,13 +17,8 @@ from connectors.watching import FolderWatcher
 
 
 def watched_folders(connectors) -> dict[int, str]:
-    return {
-        c.id: c.source_config["path"]
-        for c in connectors
-        if c.source_kind == "file_drop"
-        and c.source_config.get("watch", True)
-        and c.source_config.get("path")
-    }
+    folders = {c.id: SOURCES.get(c.source_kind).watched_folder(c.source_config) for c in connectors}
+    return {connector_id: folder for connector_id, folder in folders.items() if folder}
 
 
 logger = logging.getLogger(__name__)
@@ -78,7 +73,7 @@ class Command(BaseCommand):
     def manage_consumers(self, consumers) -> None:
         """One consumer per enabled queue connector; restarted when the connector is saved (its
         unacknowledged messages go back to the queue and come again to the new consumer)."""
-        kinds = [kind for kind in SOURCES.kinds() if SOURCES.get(kind).is_consumer]
+        kinds = SOURCES.kinds_where(lambda kind: kind.is_consumer)
         wanted = {c.id: c for c in Connector.objects.filter(is_enabled=True, source_kind__in=kinds)}
         for connector_id in list(consumers):
             thread, consumer_stop, version = consumers[connector_id]
