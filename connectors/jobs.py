@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
@@ -28,7 +29,7 @@ from connectors.work import Submission
 logger = logging.getLogger(__name__)
 Status = Job.Status
 RQ_JOB_TIMEOUT = 60 * 60  # a batch is bounded by provider timeouts; leases recover the rest
-LIVE_RQ_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+WAITING_RQ_STATES = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
 
 def get_queue() -> Queue:
@@ -171,6 +172,7 @@ def enqueue(job_ids: Sequence[str]) -> int:
     ]
     if not batches:
         return 0
+    rq_ids = [rq_job_id(chunk) for chunk in batches]
     queue = get_queue()
     try:
         queue.enqueue_many(
@@ -178,12 +180,12 @@ def enqueue(job_ids: Sequence[str]) -> int:
                 Queue.prepare_data(
                     run_batch,
                     args=(chunk,),
-                    job_id=rq_job_id(chunk),
+                    job_id=rq_id,
                     timeout=RQ_JOB_TIMEOUT,
                     result_ttl=0,
                     failure_ttl=24 * 3600,
                 )
-                for chunk in batches
+                for chunk, rq_id in zip(batches, rq_ids, strict=True)
             ]
         )
     except RedisError as error:
@@ -194,7 +196,7 @@ def enqueue(job_ids: Sequence[str]) -> int:
         )
         return 0
     now = timezone.now()
-    for chunk in batches:
+    for chunk, rq_id in zip(batches, rq_ids, strict=True):
         # Only jobs no worker has run meanwhile: one that already ran and failed again (its
         # attempts moved on) keeps its status and its backoff.
         by_attempts: dict[int, list[str]] = {}
@@ -203,7 +205,7 @@ def enqueue(job_ids: Sequence[str]) -> int:
         for attempts_used, ids in by_attempts.items():
             Job.objects.filter(
                 id__in=ids, status__in=[Status.PENDING, Status.FAILED], attempts=attempts_used
-            ).update(status=Status.QUEUED, enqueued_at=now, rq_job_id=rq_job_id(chunk))
+            ).update(status=Status.QUEUED, enqueued_at=now, rq_job_id=rq_id)
     return sum(len(chunk) for chunk in batches)
 
 
@@ -212,7 +214,18 @@ def batched(items: Sequence, size: int) -> list[Sequence]:
 
 
 def rq_job_id(chunk: Sequence[str]) -> str:
-    return f"interlock-{chunk[0]}"
+    """A new id for every enqueue: an RQ job left `started` by a dead worker must not be
+    mistaken for (or overwritten by) the job that replaces it."""
+    return f"interlock-{chunk[0]}-{uuid.uuid4().hex[:8]}"
+
+
+def will_run(rq_job: RQJob, claim_deadline) -> bool:
+    """Whether an RQ job will still claim its Interlock jobs: waiting for a worker, or started
+    recently enough that its worker may be claiming now."""
+    status = rq_job.get_status(refresh=False)
+    if status == JobStatus.STARTED:
+        return rq_job.started_at is not None and rq_job.started_at > claim_deadline
+    return status in WAITING_RQ_STATES
 
 
 def run_batch(job_ids: list[str]) -> None:
@@ -267,16 +280,20 @@ def reconcile(now=None) -> dict[str, int]:
 
 
 def find_stale_queued(now) -> list[str]:
-    """Queued jobs whose RQ job is gone (Redis flushed or restarted without persistence)."""
+    """Queued jobs nobody will run: their RQ job is gone (Redis flushed or restarted without
+    persistence), ended without claiming them, or was started by a worker that died before its
+    claim. A worker claims its jobs first thing, so a started RQ job whose jobs are still queued
+    a lease later has lost its worker. Enqueueing again is safe: claims are conditional."""
     rows = list(Job.objects.queued_before(now).values_list("id", "rq_job_id")[:5000])
     if not rows:
         return []
     rq_ids = sorted({rq_id for _, rq_id in rows if rq_id})
+    claim_deadline = now - timedelta(seconds=settings.JOB_LEASE_SECONDS)
     try:
         alive = {
             rq_job.id
             for rq_job in RQJob.fetch_many(rq_ids, connection=broker.get_redis())
-            if rq_job is not None and rq_job.get_status(refresh=False) in LIVE_RQ_STATES
+            if rq_job is not None and will_run(rq_job, claim_deadline)
         }
     except RedisError:
         return []

@@ -6,6 +6,12 @@
 
 Claims and finishes are conditional on the current state, so a job run twice (an RQ job
 enqueued twice, a worker presumed dead that was only slow) is recorded once.
+
+Lock order, everywhere a transaction takes more than one lock (intake, claim, finish, recover,
+the admin's retry and cancel, key rotation): job rows first, the audit chain head last
+(`audit.record*` at the end of the transaction, never between row locks). Workers and the
+reconciler lock job rows only (`of=("self",)`), never the connector: intake holds the chain head
+when its commit checks the new rows' foreign key, which takes a share lock on the connector row.
 """
 
 import random
@@ -22,6 +28,7 @@ from connectors.work import Answer, Outcome
 
 Status = Job.Status
 SYSTEM = audit.Actor.system("worker")
+RECONCILER = audit.Actor.system("reconciler")
 
 
 def lease_until(now):
@@ -226,10 +233,10 @@ def recover_lost(now=None) -> tuple[int, list[str]]:
     """Jobs whose worker died (lease expired): retry now, or dead if that was the last attempt.
     Returns how many were recovered and the ids of those that are now dead."""
     now = now or timezone.now()
-    recovered, dead = 0, []
+    entries, dead = [], []
     with transaction.atomic():
         lost = list(
-            Job.objects.select_for_update(skip_locked=True)
+            Job.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("connector")
             .lease_expired(now)[:500]
         )
@@ -250,17 +257,19 @@ def recover_lost(now=None) -> tuple[int, list[str]]:
                 error_code="worker_lost",
                 error_message=message,
             )
-            audit.record(
-                "job.dead" if exhausted else "job.lost",
-                audit.Actor.system("reconciler"),
-                job,
-                connector=job.connector.slug,
-                changes={"attempt": job.attempts},
+            entries.append(
+                audit.entry_for(
+                    "job.dead" if exhausted else "job.lost",
+                    RECONCILER,
+                    job,
+                    connector=job.connector.slug,
+                    changes={"attempt": job.attempts},
+                )
             )
-            recovered += 1
             if exhausted:
                 dead.append(str(job.id))
-    return recovered, dead
+        audit.record_many(entries)
+    return len(entries), dead
 
 
 def retry(jobs, actor: audit.Actor) -> list[str]:
@@ -284,20 +293,26 @@ def retry(jobs, actor: audit.Actor) -> list[str]:
                 error_traceback="",
             )
             if updated:
-                audit.record("job.retried", actor, job, connector=job.connector.slug)
-                retried.append(str(job.id))
-    return retried
+                retried.append(job)
+        audit.record_many(  # after the row locks: see the lock order above
+            audit.entry_for("job.retried", actor, job, connector=job.connector.slug)
+            for job in retried
+        )
+    return [str(job.id) for job in retried]
 
 
 def cancel(jobs, actor: audit.Actor) -> int:
     """Cancel jobs that are not running; a running job finishes its attempt first."""
-    cancelled = 0
+    cancelled = []
     with transaction.atomic():
         for job in jobs:
             updated = Job.objects.filter(
                 id=job.id, status__in=[Status.PENDING, Status.QUEUED, Status.FAILED]
             ).update(status=Status.CANCELLED, finished_at=timezone.now())  # tokens kept: retry
             if updated:
-                audit.record("job.cancelled", actor, job, connector=job.connector.slug)
-                cancelled += 1
-    return cancelled
+                cancelled.append(job)
+        audit.record_many(  # after the row locks: see the lock order above
+            audit.entry_for("job.cancelled", actor, job, connector=job.connector.slug)
+            for job in cancelled
+        )
+    return len(cancelled)

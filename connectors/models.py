@@ -359,6 +359,7 @@ class JobQuerySet(models.QuerySet):
         return self.filter(
             Q(status=Job.Status.PENDING, created_at__lt=grace)
             | Q(status=Job.Status.FAILED, next_attempt_at__lte=now)
+            | Q(status=Job.Status.FAILED, next_attempt_at__isnull=True)
         )
 
     def queued_before(self, now):

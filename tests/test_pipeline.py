@@ -2,17 +2,12 @@
 
 import json
 import logging
-import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from django.db import connection
@@ -21,7 +16,7 @@ from django.utils import timezone
 from connectors import audit, jobs, lifecycle
 from connectors.models import AuditEvent, Credential, Job, JobAttempt
 from tests.conftest import CANARY_SECRET, CANARY_SSN, post_records
-from tests.worker import drain, run_worker
+from tests.worker import drain, run_worker, start_worker_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -276,28 +271,6 @@ def test_job_of_a_dead_worker_is_recovered_when_its_lease_expires(client, key, o
     assert (job.status, job.attempts) == (Job.Status.SUCCEEDED, 2)
     assert list(job.attempt_rows.values_list("outcome", flat=True)) == ["lost", "succeeded"]
     assert len(openai_server.requests) == 1
-
-
-def start_worker_process(settings, redis_url, **env) -> subprocess.Popen:
-    """`manage.py run_worker` in its own process, on this test's database and Redis."""
-    database = settings.DATABASES["default"]
-    if database["ENGINE"].endswith("sqlite3"):
-        database_url = f"sqlite:///{database['NAME']}"
-    else:
-        url = urlsplit(os.environ["DATABASE_URL"])
-        database_url = url._replace(path=f"/{database['NAME']}").geturl()
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "run_worker"],
-        cwd=Path(__file__).resolve().parents[1],
-        env={
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",
-            **env,
-        },
-        stdout=subprocess.DEVNULL,
-    )
 
 
 def test_a_worker_killed_mid_job_loses_nothing_and_writes_back_once(

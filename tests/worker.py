@@ -1,15 +1,22 @@
-"""Run queued jobs the way production does: the reconciler plus a real RQ worker (burst)."""
+"""Run queued jobs the way production does: the reconciler plus a real RQ worker, in this
+process (burst) or as a `manage.py run_worker` process of its own."""
 
+import os
+import subprocess
+import sys
 import time
-
-from rq import SimpleWorker
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from connectors import broker, jobs
 from connectors.models import Job
+from connectors.rq_worker import InterlockSimpleWorker
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_worker() -> None:
-    SimpleWorker([jobs.get_queue()], connection=broker.get_redis()).work(
+    InterlockSimpleWorker([jobs.get_queue()], connection=broker.get_redis()).work(
         burst=True, logging_level="WARNING"
     )
 
@@ -25,3 +32,26 @@ def drain(timeout: float = 20.0) -> None:
         time.sleep(0.05)
     unfinished = list(Job.objects.exclude(status__in=Job.FINISHED).values_list("status", flat=True))
     raise AssertionError(f"jobs still unfinished after {timeout}s: {unfinished}")
+
+
+def start_worker_process(settings, redis_url, *, stderr=None, **env) -> subprocess.Popen:
+    """`manage.py run_worker` in its own process, on this test's database and Redis."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        database_url = f"sqlite:///{database['NAME']}"
+    else:
+        url = urlsplit(os.environ["DATABASE_URL"])
+        database_url = url._replace(path=f"/{database['NAME']}").geturl()
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_worker"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )

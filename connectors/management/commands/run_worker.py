@@ -4,15 +4,13 @@ import os
 import socket
 
 from django.core.management.base import BaseCommand
-from rq import SimpleWorker, Worker
 
 from connectors import broker, jobs
-
-WORKER_CLASSES = {"simple": SimpleWorker, "fork": Worker}
+from connectors.rq_worker import WORKER_CLASSES, work_until_stopped
 
 
 class Command(BaseCommand):
-    help = "Run an RQ worker for Interlock jobs."
+    help = "Run an RQ worker for Interlock jobs; it rides out Redis outages."
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -25,7 +23,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, worker_class, burst, **options):
         connection = broker.get_redis()
-        name = f"interlock-{socket.gethostname()}-{os.getpid()}"
-        worker = WORKER_CLASSES[worker_class]([jobs.get_queue()], connection=connection, name=name)
-        self.stdout.write(f"worker {name} ({worker_class}) on queue {jobs.get_queue().name}")
-        worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
+        base_name = f"interlock-{socket.gethostname()}-{os.getpid()}"
+        worker_type = WORKER_CLASSES[worker_class]
+
+        def make_worker(started: int):
+            name = base_name if started == 0 else f"{base_name}-{started}"
+            return worker_type([jobs.get_queue()], connection=connection, name=name)
+
+        self.stdout.write(f"worker {base_name} ({worker_class}) on queue {jobs.get_queue().name}")
+        work_until_stopped(make_worker, burst=burst, ping=connection.ping)
