@@ -104,8 +104,10 @@ def test_a_worker_killed_between_dequeue_and_claim_strands_nothing(
         worker = start_worker_process(settings, redis_url)
         try:
             wait_for(
-                lambda: RQJob.fetch(job.rq_job_id, connection=redis_client).get_status()
-                == JobStatus.STARTED,
+                lambda: (
+                    RQJob.fetch(job.rq_job_id, connection=redis_client).get_status()
+                    == JobStatus.STARTED
+                ),
                 "the worker to dequeue the RQ job",
             )
         finally:

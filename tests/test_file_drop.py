@@ -166,7 +166,7 @@ def test_json_no_row_can_hold_is_reported_per_line(make_file_connector, drop_fol
     assert source_file.status == "done"
     assert [(e["line"], e["error"]) for e in source_file.errors] == [
         (2, "not valid JSON: the number 1e999 is too large"),
-        (3, "not valid JSON: the JSON is nested too deeply"),
+        (3, "not valid JSON: the JSON is nested more than 64 levels deep"),
         (4, "text contains a NUL character, which cannot be stored"),
     ]
     assert sorted(job.input_data["text"] for job in Job.objects.all()) == [

@@ -3,16 +3,23 @@
 Readers yield one `Row` at a time (memory stays flat on a gigabyte file); a row that cannot be
 parsed comes back as a Row with an error and its line number, never silently dropped. XML goes
 through defusedxml: entity declarations and external entities are refused.
+
+Files are opened with `open_regular` only: whoever can write the drop folder must not make us
+read another file through a symbolic or hard link, or block on a named pipe.
 """
 
 import codecs
 import csv
+import errno
+import io
 import json
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 from xml.etree.ElementTree import Element, SubElement, tostring
 
 from defusedxml import DefusedXmlException
@@ -29,6 +36,50 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 class UnreadableFile(Exception):
     """The file as a whole cannot be read (XML that is not well-formed, a refused entity…)."""
+
+
+class NotRegularFile(UnreadableFile):
+    """A symbolic link, a hard link, a named pipe, a folder, a device or a socket."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"not a regular file ({kind})")
+
+
+def irregularity(status: os.stat_result) -> str | None:
+    """What an entry is, from its lstat, unless it is a regular file with one name (None)."""
+    mode = status.st_mode
+    if stat.S_ISREG(mode) and status.st_nlink == 1:
+        return None
+    if stat.S_ISREG(mode):  # another name of a file that may be anyone's
+        return f"a hard link: the file has {status.st_nlink} names"
+    kinds = [
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((kind for test, kind in kinds if test(mode)), "a device")
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open `path` for reading if it is a regular file with one name; else NotRegularFile.
+
+    lstat first, so a pipe or a device is never opened; then O_NOFOLLOW and fstat, so an entry
+    swapped for a link or a pipe after that look is refused too (O_NONBLOCK: a pipe does not
+    wait for a writer)."""
+    if kind := irregularity(os.lstat(path)):
+        raise NotRegularFile(kind)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise NotRegularFile("a symbolic link") from None
+        raise
+    if kind := irregularity(os.fstat(descriptor)):
+        os.close(descriptor)
+        raise NotRegularFile(kind)
+    os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, "rb")
 
 
 @dataclass
@@ -79,7 +130,7 @@ def read_csv(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[R
     # Excel writes UTF-8 with a byte order mark; it must not become part of the first column.
     encoding = "utf-8-sig" if codecs.lookup(fmt.encoding).name == "utf-8" else fmt.encoding
     decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
-    with path.open("rb") as raw:
+    with open_regular(path) as raw:
         text = (decoder.decode(line) for line in _bounded_lines(raw, limit_bytes))
         reader = csv.reader(text, delimiter=fmt.delimiter)
         header = None
@@ -117,7 +168,7 @@ def read_csv(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[R
 
 def read_jsonl(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[Row]:
     number = 0
-    with path.open("rb") as raw:
+    with open_regular(path) as raw:
         for line_number, line in enumerate(_bounded_lines(raw, limit_bytes), start=1):
             if not line.strip():
                 continue
@@ -140,7 +191,7 @@ def read_jsonl(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator
 def read_json_array(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[Row]:
     """A JSON array of objects, decoded one element at a time from a sliding buffer."""
     buffer, position, number, started = "", 0, 0, False
-    with path.open("r", encoding="utf-8-sig", errors="strict") as handle:
+    with io.TextIOWrapper(open_regular(path), encoding="utf-8-sig", errors="strict") as handle:
         consumed = 0
 
         def more() -> bool:
@@ -179,7 +230,15 @@ def read_json_array(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Ite
                         continue
                     raise UnreadableFile(f"element {number + 1} is not valid JSON") from None
                 except ValueError as error:  # NaN, a number too large, nested too deeply
-                    raise UnreadableFile(f"element {number + 1}: {error}") from None
+                    end = value_end(buffer, position)
+                    if end is None:  # the element goes on in the next chunk
+                        if more():
+                            continue
+                        raise UnreadableFile("the JSON array is not closed") from None
+                    number += 1
+                    position = end
+                    yield Row(number, None, error=f"not valid JSON: {error}")
+                    continue
                 number += 1
                 position = end
                 if isinstance(value, dict):
@@ -190,19 +249,43 @@ def read_json_array(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Ite
             raise UnreadableFile("the file cannot be decoded as utf-8") from None
 
 
+# A string, an unterminated string (the buffer cuts it), or a bracket.
+JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|"|[\[\]{}]', re.DOTALL)
+JSON_SCALAR = re.compile(r"[^\s,\]]*")
+
+
+def value_end(text: str, start: int) -> int | None:
+    """Where the JSON value at `start` ends, found by counting brackets (no recursion, however
+    deep); None if `text` ends first. For skipping a value the decoder refused."""
+    if text[start] not in '[{"':
+        end = JSON_SCALAR.match(text, start).end()
+        return end if end < len(text) else None
+    depth = 0
+    for token in JSON_TOKEN.finditer(text, start):
+        found = token.group()
+        if found == '"':
+            return None
+        if found[0] != '"':
+            depth += 1 if found in "[{" else -1
+        if depth == 0:
+            return token.end()
+    return None
+
+
 def read_xml(path: Path, fmt: FileFormat, limit_bytes: int | None) -> Iterator[Row]:
     number = 0
     try:
-        events = iterparse(str(path), events=("start", "end"), forbid_dtd=True)
-        root = None
-        for event, element in events:
-            if root is None:
-                root = element
-            if event != "end" or local_name(element.tag) != fmt.record_element:
-                continue
-            number += 1
-            yield Row(number, None, record={**element.attrib, **_element_dict(element)})
-            root.clear()  # keep memory flat: drop the records already read
+        with open_regular(path) as handle:
+            events = iterparse(handle, events=("start", "end"), forbid_dtd=True)
+            root = None
+            for event, element in events:
+                if root is None:
+                    root = element
+                if event != "end" or local_name(element.tag) != fmt.record_element:
+                    continue
+                number += 1
+                yield xml_row(number, element)
+                root.clear()  # keep memory flat: drop the records already read
     except DefusedXmlException as error:
         raise UnreadableFile(
             f"refused: {type(error).__name__} (DTDs and entities are not allowed)"
@@ -216,21 +299,39 @@ def local_name(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
-def _element_dict(element) -> dict:
-    """Children by local name; a repeated child (order lines) becomes a list, none is lost."""
-    fields: dict = {}
-    repeated: set[str] = set()
-    for child in element:
-        name = local_name(child.tag)
-        value = child.text if len(child) == 0 else _element_dict(child)
-        if name in repeated:
-            fields[name].append(value)
-        elif name in fields:
-            fields[name] = [fields[name], value]
-            repeated.add(name)
-        else:
-            fields[name] = value
-    return fields
+def xml_row(number: int, element) -> Row:
+    """The record's attributes and children; one nested deeper than JSON may be is refused."""
+    try:
+        record = legacy_json.shallow({**element.attrib, **_element_dict(element)})
+    except ValueError:
+        too_deep = f"the record is nested more than {legacy_json.MAX_DEPTH} levels deep"
+        return Row(number, None, error=too_deep)
+    return Row(number, None, record=record)
+
+
+def _element_dict(record) -> dict:
+    """Children by local name; a repeated child (order lines) becomes a list, none is lost.
+    Walked without recursion: a record may nest deeper than Python can recurse."""
+    top: dict = {}
+    pending = [(record, top)]
+    while pending:
+        element, fields = pending.pop()
+        repeated: set[str] = set()
+        for child in element:
+            name = local_name(child.tag)
+            if len(child) == 0:
+                value = child.text
+            else:
+                value = {}  # filled in when the child's turn comes
+                pending.append((child, value))
+            if name in repeated:
+                fields[name].append(value)
+            elif name in fields:
+                fields[name] = [fields[name], value]
+                repeated.add(name)
+            else:
+                fields[name] = value
+    return top
 
 
 # --- Writers -------------------------------------------------------------------------------

@@ -5,9 +5,13 @@ number makes a delivery repeated after a crash land once. When every row has end
 streams the original file and looks each row up here, so memory stays flat.
 """
 
+import errno
 import json
+import os
 import sqlite3
 from pathlib import Path
+
+from connectors.files.formats import irregularity
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (row INTEGER PRIMARY KEY, result TEXT NOT NULL);
@@ -20,6 +24,15 @@ class Spool:
         self.path = path
 
     def connect(self) -> sqlite3.Connection:
+        # processing/ is in the shared folder: SQLite must not write through a planted link.
+        for name in (f"{self.path}{suffix}" for suffix in ("", "-wal", "-shm")):
+            try:
+                kind = irregularity(os.lstat(name))
+            except FileNotFoundError:
+                continue
+            if kind:
+                message = f"not a regular file ({kind}); the spool is not opened"
+                raise OSError(errno.EPERM, message, name)
         connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.executescript(SCHEMA)

@@ -6,6 +6,11 @@
                        name and renamed when complete; row errors go to <name>.errors.csv
     <path>/archive/    the original once its output is written (error/ if it could not be read)
 
+Only regular files with one name are read. A symbolic link, a hard link, a named pipe, a socket or
+a device matching the pattern is moved, as it is and unread, to error/ and recorded as a failed
+file: whoever can write the folder must not make the poller read what it points to. Folders are
+left where they are (the default pattern matches them all; one may be another connector's).
+
 Each row is a job whose idempotency key is the file's SHA-256 and the row number, so reading a
 file again after a crash resumes it instead of duplicating it. The scan runs every poll interval
 and, unless `"watch": false`, as soon as watchdog reports a new file (polling alone works on
@@ -20,11 +25,21 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.utils import timezone
 
-from connectors.files.formats import FORMATS, FileFormat, UnreadableFile, Writer, read_rows
+from connectors.files.formats import (
+    FORMATS,
+    FileFormat,
+    NotRegularFile,
+    UnreadableFile,
+    Writer,
+    irregularity,
+    open_regular,
+    read_rows,
+)
 from connectors.files.spool import Spool
 from connectors.models import FieldMapping, Job, SourceFile
 from connectors.plugins import BOOLEAN, NUMBER, PATH, Setting, SettingError
@@ -84,7 +99,12 @@ class FileDropSource(Source):
 
     def prepare_folders(self) -> None:
         for name in FOLDERS:
-            (self.folder / name).mkdir(parents=True, exist_ok=True)
+            folder = self.folder / name
+            # Outputs take the dropped file's name: were outbox/ a link, whoever can write the
+            # share would choose where they are written.
+            if folder.is_symlink():
+                raise ValueError(f"{folder} is a symbolic link; it must be a real folder")
+            folder.mkdir(parents=True, exist_ok=True)
 
     def poll(self, submit: Callable) -> int:
         """Runs under the connector's poll lock (connectors.polling): one poller at a time."""
@@ -96,12 +116,25 @@ class FileDropSource(Source):
             connector=self.connector, status=SourceFile.Status.READING
         )
         for source_file in reading:  # a poller died while reading: resume
-            submitted += self.read(source_file, submit)
+            submitted += self.read_or_give_up(source_file, submit)
         for path in self.ready_files():
             source_file = self.claim(path)
             if source_file is not None:
-                submitted += self.read(source_file, submit)
+                submitted += self.read_or_give_up(source_file, submit)
         return submitted
+
+    def read_or_give_up(self, source_file: SourceFile, submit: Callable) -> int:
+        """A file whose reading fails unexpectedly goes to error/; left in processing/, it would
+        fail every poll again and the connector's later files would never be read."""
+        try:
+            return self.read(source_file, submit)
+        except (OperationalError, InterfaceError):
+            raise  # the database is unreachable, not the file bad: the next poll resumes it
+        except Exception as error:
+            logger.exception("reading file %s failed", source_file.name)
+            reason = f"{type(error).__name__}: {error}"[:300]
+            self.give_up(source_file, f"file: reading it failed unexpectedly: {reason}")
+            return 0
 
     def return_orphans(self) -> None:
         """A file moved to processing/ whose row was never written (the database failed, or the
@@ -119,16 +152,18 @@ class FileDropSource(Source):
                     logger.warning("file %s was claimed but never read; put back", original.name)
 
     def ready_files(self) -> list[Path]:
+        """Settled entries matching the pattern, oldest first; folders aside, not only regular
+        files: claim() moves the others to error/."""
         settled_before = time.time() - float(self.config["settle_seconds"])
         candidates = []
         for path in self.folder.glob(self.config["pattern"]):
-            if path.name.startswith(".") or path.parent != self.folder:
-                continue  # hidden, or inside processing/, archive/, … (a pattern like **/*)
+            if path.name.startswith(".") or path.parent != self.folder or path.name in FOLDERS:
+                continue  # hidden, ours, or inside processing/, archive/, … (a pattern like **/*)
             try:
-                status = path.stat()
+                status = path.lstat()  # the entry itself: a link is not followed
             except FileNotFoundError:  # taken by another process meanwhile
                 continue
-            if stat.S_ISREG(status.st_mode) and status.st_mtime <= settled_before:
+            if not stat.S_ISDIR(status.st_mode) and status.st_mtime <= settled_before:
                 candidates.append((status.st_mtime, path))
         return [path for _, path in sorted(candidates)]
 
@@ -136,11 +171,23 @@ class FileDropSource(Source):
         stamp = timezone.now().strftime("%Y%m%dT%H%M%S%f")
         claimed = self.folder / "processing" / f"{stamp}-{path.name}"
         try:
-            os.rename(path, claimed)  # atomic: of two pollers, one wins
+            os.rename(path, claimed)  # atomic: of two pollers, one wins; a link moves, unfollowed
         except FileNotFoundError:
             return None
+        except OSError as error:  # not ours to move (a sticky folder): leave it, take the others
+            logger.warning("file %s cannot be claimed: %s", path.name, error.strerror or error)
+            return None
+        # The checks are on the claimed entry: it may have been swapped since the scan.
         try:
-            digest, size = sha256_of(claimed)
+            with open_regular(claimed) as handle:
+                digest, size = sha256_of(handle)
+        except NotRegularFile as error:
+            self.refuse(claimed, str(error))
+            return None
+        except OSError as error:
+            self.refuse(claimed, f"it cannot be read: {error.strerror or error}")
+            return None
+        try:
             return SourceFile.objects.create(
                 connector=self.connector, name=claimed.name, sha256=digest, size_bytes=size
             )
@@ -151,6 +198,20 @@ class FileDropSource(Source):
         except Exception:
             os.rename(claimed, path)  # not recorded: put it back for the next poll
             raise
+
+    def refuse(self, claimed: Path, reason: str) -> None:
+        """Move a claimed entry that is not read, as it is, to error/; record it as failed."""
+        os.replace(claimed, self.folder / "error" / claimed.name)
+        logger.warning("file %s: %s; moved to error/ unread", claimed.name, reason)
+        SourceFile.objects.create(
+            connector=self.connector,
+            name=claimed.name,
+            # Nothing was read: a digest of the claimed name keeps the row unique.
+            sha256=hashlib.sha256(f"unread {claimed.name}".encode()).hexdigest(),
+            status=SourceFile.Status.FAILED,
+            errors=[{"row": None, "line": None, "error": f"file: {reason}"}],
+            finished_at=timezone.now(),
+        )
 
     def paths(self, source_file: SourceFile) -> tuple[Path, Spool]:
         path = self.folder / "processing" / source_file.name
@@ -227,7 +288,7 @@ class FileDropSource(Source):
     def give_up(self, source_file: SourceFile, reason: str) -> None:
         """Mark a file failed, keep its original in error/ and its rows' jobs as they are."""
         path = self.folder / "processing" / source_file.name
-        if path.exists():
+        if os.path.lexists(path):
             os.replace(path, self.folder / "error" / source_file.name)
         SourceFile.objects.filter(id=source_file.id).update(
             status=SourceFile.Status.FAILED,
@@ -238,7 +299,7 @@ class FileDropSource(Source):
     def finish(self, source_file: SourceFile) -> None:
         """Every row has ended: write the output and the errors, archive the original."""
         path, spool = self.paths(source_file)
-        if not path.exists() and self.finished_before(source_file):
+        if not os.path.lexists(path) and self.finished_before(source_file):
             return  # a poller died between moving the original and recording it
         ended_without_result = Job.objects.filter(
             source_file=source_file, status__in=[Job.Status.DEAD, Job.Status.CANCELLED]
@@ -249,7 +310,9 @@ class FileDropSource(Source):
                 for meta, message, status in ended_without_result
             ]
         )
-        grew = path.stat().st_size - source_file.size_bytes
+        current = path.lstat()
+        # A file swapped for a link after its claim was not read (its rows say so): no size.
+        grew = current.st_size - source_file.size_bytes if irregularity(current) is None else 0
         if grew > 0:
             spool.put_errors(
                 [
@@ -320,8 +383,12 @@ class FileDropSource(Source):
         # AI text the file's encoding cannot hold (a euro sign in latin-1) is escaped, not lost.
         unencodable = "xmlcharrefreplace" if self.file_format.kind == "xml" else "backslashreplace"
         try:
-            with temporary.open(
-                "w", encoding=self.file_format.encoding, errors=unencodable, newline=""
+            with open(
+                create_new(temporary),
+                "w",
+                encoding=self.file_format.encoding,
+                errors=unencodable,
+                newline="",
             ) as handle:
                 writer = Writer(handle, self.file_format, self.ai_columns())
                 try:
@@ -346,7 +413,7 @@ class FileDropSource(Source):
         if not errors:
             return 0
         temporary = target.with_name(f".{target.name}.tmp")
-        with temporary.open("w", encoding="utf-8", newline="") as handle:
+        with open(create_new(temporary), "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["row", "line", "error"])
             writer.writerows(errors)
@@ -368,13 +435,19 @@ class FileDropSource(Source):
         return f"OK: {folder} can be read and written; {waiting} files waiting"
 
 
-def sha256_of(path: Path) -> tuple[str, int]:
+def sha256_of(handle: BinaryIO) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-            size += len(block)
+    while block := handle.read(1 << 20):
+        digest.update(block)
+        size += len(block)
     return digest.hexdigest(), size
+
+
+def create_new(path: Path) -> int:
+    """A descriptor of a new file at `path`. Whatever was there (a link planted in the shared
+    folder, pointing at a file we may write) is removed, never written through."""
+    path.unlink(missing_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
 
 
 def is_file_error(message: str) -> bool:
