@@ -125,7 +125,7 @@ def submit(
         )
         if created:
             ids = [str(job.id) for job in created]
-            transaction.on_commit(lambda: enqueue(ids))
+            transaction.on_commit(lambda: enqueue(ids), robust=True)  # committed: 202 all the same
     return results
 
 

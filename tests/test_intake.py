@@ -4,12 +4,14 @@ import base64
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from connectors import jobs, legacy_json
 from connectors.models import AuditEvent, Job, WebhookReceipt
 from connectors.sources.webhook import WebhookSource
 from tests.conftest import post_records
@@ -228,7 +230,8 @@ def test_the_webhook_source_config_is_validated(config, message):
         WebhookSource.validate_config(config)
 
 
-def test_an_unreachable_database_is_a_503_to_retry_not_a_500(client, key, monkeypatch):
+def make_the_database_unreachable(monkeypatch) -> None:
+    """Point the connection at a database that is not there: the next query fails for real."""
     unreachable = (
         {"NAME": "/nonexistent/interlock.sqlite3"}
         if connection.vendor == "sqlite"
@@ -236,7 +239,11 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_500(client, key, monkey
     )
     for name, value in unreachable.items():
         monkeypatch.setitem(connection.settings_dict, name, value)
-    connection.close()  # the request opens a new connection, which fails
+    connection.close()  # the next query opens a new connection, which fails
+
+
+def test_an_unreachable_database_is_a_503_to_retry_not_a_500(client, key, monkeypatch):
+    make_the_database_unreachable(monkeypatch)
     try:
         response = post_records(client, "invoices", {"text": "a"}, key=key)
     finally:
@@ -248,9 +255,61 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_500(client, key, monkey
 
 
 @pytest.mark.parametrize(
+    ("moment", "query"),
+    [("before_enqueue", ""), ("after_enqueue", ""), ("after_enqueue", "?wait=1")],
+)
+def test_jobs_committed_before_the_database_went_away_are_answered_202(
+    client, key, monkeypatch, moment, query
+):
+    """A refusal after the commit would make a caller without an Idempotency-Key send the
+    records again: a second job for each."""
+    enqueue = jobs.enqueue
+
+    def enqueue_as_the_database_goes_away(job_ids):
+        if moment == "before_enqueue":
+            make_the_database_unreachable(monkeypatch)
+        enqueued = enqueue(job_ids)
+        make_the_database_unreachable(monkeypatch)
+        return enqueued
+
+    monkeypatch.setattr(jobs, "enqueue", enqueue_as_the_database_goes_away)
+    body = {"records": [{"text": "a"}, {"text": "b"}]}
+    try:
+        response = post_records(client, "invoices", body, key=key, query=query)
+    finally:
+        monkeypatch.undo()
+        connection.close()
+
+    assert response.status_code == 202
+    refs = response.json()["jobs"]
+    stored = dict(Job.objects.values_list("id", "status"))
+    assert sorted(ref["id"] for ref in refs) == sorted(str(job_id) for job_id in stored)
+    assert [ref["status"] for ref in refs] == ["pending", "pending"]  # the last status known
+    if moment == "before_enqueue":
+        assert set(stored.values()) == {"pending"}
+        jobs.reconcile(now=timezone.now() + timedelta(minutes=1))  # enqueues what was not
+        assert set(Job.objects.values_list("status", flat=True)) == {"queued"}
+
+
+@pytest.mark.parametrize("depth", [600, 5000, 100_000])
+def test_a_record_nested_too_deeply_is_an_invalid_body_and_stores_nothing(client, key, depth):
+    raw = '{"text": ' + '{"a": ' * depth + '"deep"' + "}" * depth + "}"
+
+    response = post_records(client, "invoices", None, key=key, raw=raw)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "invalid_body",
+        "detail": "the JSON is nested more than 64 levels deep",
+        "limit": legacy_json.MAX_DEPTH,
+    }
+    assert Job.objects.count() == 0
+    assert not AuditEvent.objects.filter(action="job.created").exists()
+
+
+@pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         ('{"text": 1e999}', "too large"),
         ('{"text": NaN}', "NaN is not valid JSON"),
     ],
@@ -479,6 +538,37 @@ def test_a_refused_record_does_not_burn_its_webhook_id(client, signed):
 
     assert refused.status_code == 422
     assert accepted.status_code == 202
+
+
+def test_a_signing_key_reads_its_jobs_with_the_key_alone_but_a_bad_signature_is_refused(
+    client, signed
+):
+    plain, secret = signed
+    body = b'{"text": "signed"}'
+    posted = post_records(
+        client, "invoices", None, key=plain, raw=body, headers=signed_headers(secret, body)
+    )
+    url = posted.json()["jobs"][0]["url"]
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {plain}"}
+    old = datetime.fromtimestamp(time.time() - 301, tz=UTC)
+
+    key_alone = client.get(url, **bearer)
+    signed_read = client.get(url, **bearer, **http_headers(signed_headers(secret, b"")))
+    bad = signed_headers(secret, b"")
+    bad["webhook-signature"] = "v1," + base64.b64encode(b"x" * 32).decode()
+    badly_signed = client.get(url, **bearer, **http_headers(bad))
+    stale = client.get(url, **bearer, **http_headers(signed_headers(secret, b"", at=old)))
+    partly = client.get(url, **bearer, HTTP_WEBHOOK_ID="msg_1")
+
+    assert (key_alone.status_code, key_alone.json()["id"]) == (200, posted.json()["jobs"][0]["id"])
+    assert signed_read.status_code == 200
+    assert (badly_signed.status_code, badly_signed.json()["code"]) == (401, "invalid_signature")
+    assert (stale.status_code, stale.json()["code"]) == (401, "timestamp_out_of_tolerance")
+    assert (partly.status_code, partly.json()["code"]) == (401, "signature_required")
+
+
+def http_headers(headers: dict) -> dict:
+    return {"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}
 
 
 def test_job_is_visible_only_to_keys_of_its_connector(

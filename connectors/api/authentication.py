@@ -2,6 +2,8 @@
 
 The signature covers the raw body, so it is checked here, before anything parses the body.
 Replay protection is the (key, webhook-id) unique constraint, written with the jobs it brought.
+A signature proves that a body was not tampered with and that a write is not replayed; a read has
+neither, so a GET needs the key alone, and signature headers it does carry are still verified.
 """
 
 import binascii
@@ -22,6 +24,7 @@ from connectors.api.errors import ApiError
 from connectors.models import ApiKey
 
 LAST_USED_PRECISION = timedelta(seconds=60)
+SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 SIGNATURE_ERRORS = {
     "Missing required headers": (
         "signature_required",
@@ -66,7 +69,7 @@ class ApiKeyAuthentication(BaseAuthentication):
                 "The API key is unknown or revoked.",
             )
         check_network(api_key, request)
-        if api_key.has_signing_secret:
+        if api_key.has_signing_secret and needs_signature(request):
             request.webhook_id = verify_signature(api_key, request)
         touch(api_key)
         return KeyHolder(api_key), api_key
@@ -100,13 +103,52 @@ def check_network(api_key: ApiKey, request) -> None:
         )
 
 
+def needs_signature(request) -> bool:
+    """Writes are signed; a read is checked only when it carries signature headers."""
+    is_read = request.method in ("GET", "HEAD", "OPTIONS")
+    return not is_read or any(request.headers.get(name) for name in SIGNATURE_HEADERS)
+
+
 def read_body(request) -> bytes:
+    """The raw body; 413 beyond INTAKE_MAX_BODY_BYTES, never reading more than one byte past it."""
+    http_request = request._request
+    length = http_request.META.get("CONTENT_LENGTH") or ""
+    if length.isascii() and length.isdigit() and int(length) > settings.INTAKE_MAX_BODY_BYTES:
+        raise body_too_large()
+    if not length and http_request.META.get("wsgi.input_terminated"):
+        # A chunked body has no Content-Length, so Django reads it as empty; a server that
+        # decodes the chunks itself (gunicorn) says so with wsgi.input_terminated.
+        if not hasattr(http_request, "unsized_body"):
+            http_request.unsized_body = read_unsized(http_request.META["wsgi.input"])
+        return http_request.unsized_body
     try:
-        return request._request.body
+        return http_request.body
     except RequestDataTooBig:
         raise body_too_large() from None
     except RawPostDataException:  # already streamed by a parser
         return b""
+
+
+def read_unsized(stream) -> bytes:
+    """Read `stream` to its end, or refuse it as soon as it is longer than the limit."""
+    limit = settings.INTAKE_MAX_BODY_BYTES
+    chunks, size = [], 0
+    while size <= limit:
+        try:
+            chunk = stream.read(limit + 1 - size)
+        except Exception as error:  # the server's own errors: gunicorn's are no OSError
+            raise ApiError(
+                status.HTTP_400_BAD_REQUEST,
+                "invalid_body",
+                f"The chunked body cannot be read: {error}",
+            ) from None
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise body_too_large()
+    return b"".join(chunks)
 
 
 def body_too_large() -> ApiError:
@@ -120,10 +162,7 @@ def body_too_large() -> ApiError:
 
 
 def verify_signature(api_key: ApiKey, request) -> str:
-    headers = {
-        name: request.headers.get(name, "")
-        for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
-    }
+    headers = {name: request.headers.get(name, "") for name in SIGNATURE_HEADERS}
     webhook_id = headers["webhook-id"]
     if len(webhook_id) > 255 or not webhook_id.isprintable():
         raise ApiError(

@@ -1,6 +1,233 @@
-"""OpenAPI description of our authentication, for drf-spectacular."""
+"""The OpenAPI description (drf-spectacular): authentication, what each endpoint answers, and
+every error with its `code`. Legacy integrators generate clients from it, so it describes the
+bodies the API really sends; tests/test_api_schema.py validates real answers against it."""
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
+from rest_framework import serializers
+
+from connectors.api.serializers import JobRefSerializer, JobSerializer
+
+# Status -> code -> when it is answered. Every error body is an `Error`.
+ERRORS: dict[int, dict[str, str]] = {
+    400: {
+        "empty_body": "the body is empty",
+        "malformed_json": "the body is not JSON that a record can hold (syntax, NaN, 1e999)",
+        "invalid_body": '"records" is not a non-empty list, the JSON nests deeper than '
+        "`limit` levels, or a chunked body is not well formed",
+        "invalid_record": "a record is not a JSON object (`index` names it)",
+        "invalid_wait": "`wait` is not a whole number from 0 to 30",
+        "invalid_idempotency_key": "Idempotency-Key is not 1 to 200 printable ASCII characters",
+        "invalid_webhook_id": "webhook-id is longer than 255 characters or not printable",
+    },
+    401: {
+        "not_authenticated": "no API key was sent",
+        "invalid_api_key": "the API key is unknown or revoked",
+        "signature_required": "the key has a signing secret and a write (or a read that sends "
+        "some signature headers) lacks the Standard Webhooks headers",
+        "invalid_signature": "no signature in webhook-signature matches the body",
+        "timestamp_out_of_tolerance": "webhook-timestamp is more than 5 minutes off",
+    },
+    403: {
+        "key_not_for_connector": "the key belongs to another connector",
+        "network_not_allowed": "the key may not be used from this address",
+    },
+    404: {
+        "connector_not_found": "no connector has this slug",
+        "job_not_found": "no job with this id belongs to the key's connector",
+        "not_found": "no such endpoint (a job id that is not a UUID, too)",
+    },
+    409: {
+        "idempotency_key_reused": "the Idempotency-Key was used before for a different record",
+        "webhook_replayed": "this webhook-id was already received with this key",
+    },
+    413: {
+        "body_too_large": "the body is longer than `limit` bytes",
+        "batch_too_large": "more than `limit` records in one request",
+    },
+    422: {
+        "missing_field": "a record lacks a required field, or a field cannot be converted "
+        "(`field` and `index` name it)",
+        "invalid_value": "a value no database can store (a NUL character, an unpaired surrogate)",
+        "redaction_failed": "redaction could not make the record safe, so it was refused",
+        "config_error": "the connector's prompt template does not compile",
+    },
+    429: {"rate_limited": "the connector's requests per minute are used up (see Retry-After)"},
+    503: {
+        "connector_disabled": "the connector is disabled (see Retry-After)",
+        "database_unavailable": "the database is unreachable (see Retry-After)",
+    },
+}
+ALL_CODES = {code for meanings in ERRORS.values() for code in meanings}
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every refusal: a stable `code`, a human `detail`, and what was wrong when it applies."""
+
+    code = serializers.ChoiceField(choices=sorted(ALL_CODES))
+    detail = serializers.CharField()
+    field = serializers.CharField(required=False, help_text="The record's field that was wrong.")
+    index = serializers.IntegerField(required=False, help_text="The record's place in a batch.")
+    limit = serializers.IntegerField(required=False, help_text="The limit that was exceeded.")
+    retry_after = serializers.IntegerField(required=False, help_text="Seconds; as Retry-After.")
+
+
+class IntakeAcceptedSerializer(serializers.Serializer):
+    jobs = JobRefSerializer(many=True, help_text="One job per record, in the records' order.")
+
+
+class IntakeFinishedSerializer(serializers.Serializer):
+    jobs = JobSerializer(many=True, help_text="One job per record, in the records' order.")
+
+
+# A pattern, not an enum: drf-spectacular would give the job's `status` enum a hashed name.
+@extend_schema_field({"type": "string", "pattern": "^(ok|degraded)$"})
+class HealthStatusField(serializers.CharField):
+    """Either "ok", or "degraded" when the database or Redis is down."""
+
+
+class HealthSerializer(serializers.Serializer):
+    database = serializers.CharField(help_text='"ok", or "error: <kind>".')
+    redis = serializers.CharField(help_text='"ok", or "error: <kind>".')
+    queue_depth = serializers.IntegerField(allow_null=True, help_text="null when Redis is down.")
+    workers = serializers.IntegerField(allow_null=True, help_text="null when Redis is down.")
+    status = HealthStatusField()
+
+
+def error_responses(codes: set[str]) -> dict[int, OpenApiResponse]:
+    """An `Error` response for each status that one of `codes` has, naming those codes."""
+    responses = {}
+    for status, meanings in ERRORS.items():
+        if listed := [f"`{code}`: {when}" for code, when in meanings.items() if code in codes]:
+            responses[status] = OpenApiResponse(ErrorSerializer, description="; ".join(listed))
+    return responses
+
+
+RECORDS_CODES = ALL_CODES - {"job_not_found", "not_found"}
+JOB_CODES = {
+    "invalid_webhook_id",
+    *ERRORS[401],
+    "network_not_allowed",
+    "job_not_found",
+    "not_found",
+    "rate_limited",
+    "database_unavailable",
+}
+
+RECORDS_BODY = {
+    "application/json": {
+        "anyOf": [
+            {
+                "type": "object",
+                "required": ["records"],
+                "additionalProperties": False,
+                "properties": {
+                    "records": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": settings.INTAKE_MAX_BATCH,
+                        "items": {"type": "object"},
+                    }
+                },
+            },
+            {"type": "object", "description": "One record."},
+        ],
+        "description": 'One JSON record, or {"records": [...]} with at most INTAKE_MAX_BATCH '
+        f"({settings.INTAKE_MAX_BATCH}) records, in at most INTAKE_MAX_BODY_BYTES "
+        f"({settings.INTAKE_MAX_BODY_BYTES}) bytes, nested at most 64 levels deep. A chunked "
+        "body (Transfer-Encoding: chunked) is accepted up to the same limit.",
+    }
+}
+
+SIGNATURE_PARAMETERS = [
+    OpenApiParameter(
+        "webhook-id",
+        {"type": "string", "maxLength": 255},
+        OpenApiParameter.HEADER,
+        description="Standard Webhooks message id; a write's id is accepted once per key.",
+    ),
+    OpenApiParameter(
+        "webhook-timestamp",
+        {"type": "string", "pattern": "^[0-9]+$"},
+        OpenApiParameter.HEADER,
+        description="Unix seconds; at most 5 minutes off.",
+    ),
+    OpenApiParameter(
+        "webhook-signature",
+        str,
+        OpenApiParameter.HEADER,
+        description="Space-separated `v1,<base64 HMAC-SHA256>` over `id.timestamp.body`.",
+    ),
+]
+
+REPLAYED_HEADER = OpenApiParameter(
+    "Idempotent-Replayed",
+    {"type": "string", "enum": ["true"]},
+    OpenApiParameter.HEADER,
+    response=[200, 202],
+    description="Sent when every record was seen before: the jobs are the existing ones.",
+)
+RETRY_AFTER_HEADER = OpenApiParameter(
+    "Retry-After",
+    {"type": "integer"},
+    OpenApiParameter.HEADER,
+    response=[429, 503],
+    description="Seconds to wait before retrying.",
+)
+
+RECORDS_PARAMETERS = [
+    OpenApiParameter(
+        "wait",
+        {"type": "integer", "minimum": 0, "maximum": 30, "default": 0},
+        description="Wait up to this many seconds for the jobs to finish: 200 with the jobs if "
+        "they do, else 202.",
+    ),
+    OpenApiParameter(
+        "Idempotency-Key",
+        {"type": "string", "pattern": "^[\\x21-\\x7e]{1,200}$", "maxLength": 200},
+        OpenApiParameter.HEADER,
+        description="1 to 200 printable ASCII characters, no spaces. The same key with the same "
+        "record answers the existing job (with Idempotent-Replayed: true) instead of creating "
+        "another; with a different record it is refused (409 `idempotency_key_reused`). In a "
+        "batch, record N gets the key `<key>:N`.",
+    ),
+    *SIGNATURE_PARAMETERS,
+    REPLAYED_HEADER,
+    RETRY_AFTER_HEADER,
+]
+
+RECORDS_RESPONSES = {
+    202: OpenApiResponse(
+        IntakeAcceptedSerializer,
+        description="Accepted: the jobs are stored and will run. Once jobs are stored the "
+        "answer is 202, even if a step after that failed.",
+    ),
+    200: OpenApiResponse(IntakeFinishedSerializer, description="With `wait`: the jobs finished."),
+    **error_responses(RECORDS_CODES),
+}
+RECORDS_DESCRIPTION = (
+    'Accept one record, or {"records": [...]}, for a connector. Every refusal stores nothing. '
+    "A key with a signing secret must sign the request (Standard Webhooks headers over the raw "
+    "body). A too large body may also be refused by a proxy or the web server in front, with "
+    "a 413 whose body is not JSON."
+)
+
+JOB_PARAMETERS = [*SIGNATURE_PARAMETERS, RETRY_AFTER_HEADER]
+JOB_RESPONSES = {
+    200: OpenApiResponse(JobSerializer, description="The job."),
+    **error_responses(JOB_CODES),
+}
+JOB_DESCRIPTION = (
+    "A job of the caller's connector; any other job is 'not found'. The API key alone is "
+    "enough, also for a key with a signing secret; signature headers, when sent, are verified "
+    "over the empty body. Reads count towards the connector's requests per minute."
+)
+
+HEALTH_RESPONSES = {
+    200: OpenApiResponse(HealthSerializer, description="Every dependency is up."),
+    503: OpenApiResponse(HealthSerializer, description="The database or Redis is down."),
+}
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -12,5 +239,6 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "description": "An Interlock API key (`ilk_…`), as `Authorization: Bearer <key>` or "
-            "`X-Api-Key: <key>`. Keys with a signing secret also need Standard Webhooks headers.",
+            "`X-Api-Key: <key>`. A key with a signing secret must also sign every write with "
+            "Standard Webhooks headers; reads need the key alone.",
         }

@@ -1,6 +1,7 @@
 """Validation of what callers send, and the job representation they read back."""
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from connectors.models import Job
@@ -28,6 +29,7 @@ class JobRefSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = ["id", "status", "url"]
+        read_only_fields = fields  # a representation: every field is always there
 
     def get_url(self, job: Job) -> str:
         return reverse("api:job-detail", kwargs={"job_id": job.id})
@@ -58,14 +60,41 @@ class JobSerializer(serializers.ModelSerializer):
             "finished_at",
             "next_attempt_at",
         ]
+        read_only_fields = fields  # a representation: every field is always there
 
+    @extend_schema_field(
+        {
+            "type": "object",
+            "nullable": True,
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "required": ["code", "message"],
+            "description": "Why the last attempt failed; null when it did not.",
+        }
+    )
     def get_error(self, job: Job) -> dict | None:
         if not job.error_code:
             return None
         return {"code": job.error_code, "message": job.error_message}
 
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {
+                name: {"type": "integer", "nullable": True}
+                for name in ("queue_wait_ms", "ai_ms", "write_ms")
+            },
+            "required": ["queue_wait_ms", "ai_ms", "write_ms"],
+        }
+    )
     def get_timings(self, job: Job) -> dict:
         return {"queue_wait_ms": job.queue_wait_ms, "ai_ms": job.ai_ms, "write_ms": job.write_ms}
 
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {"input": {"type": "integer"}, "output": {"type": "integer"}},
+            "required": ["input", "output"],
+        }
+    )
     def get_tokens(self, job: Job) -> dict:
         return {"input": job.tokens_in, "output": job.tokens_out}

@@ -1,17 +1,19 @@
 """The HTTP API: views orchestrate; validation is in serializers, work in connectors.jobs."""
 
+import logging
 import math
 import time
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from connectors import audit, crypto, jobs, legacy_json
-from connectors.api.authentication import ApiKeyAuthentication, body_too_large, read_body
+from connectors.api import schema
+from connectors.api.authentication import ApiKeyAuthentication, read_body
 from connectors.api.errors import ApiError
 from connectors.api.serializers import (
     IdempotencyKeySerializer,
@@ -22,6 +24,8 @@ from connectors.api.serializers import (
 from connectors.api.throttling import ConnectorRateThrottle, intake_limit
 from connectors.models import Connector, Job, WebhookReceipt
 from connectors.work import Submission
+
+logger = logging.getLogger(__name__)
 
 WAIT_POLL_SECONDS = 0.1
 
@@ -54,12 +58,10 @@ class RecordsView(KeyAuthenticatedView):
     """Accept one record, or {"records": [...]}, for a connector."""
 
     @extend_schema(
-        request={"application/json": {"type": "object"}},
-        parameters=[
-            OpenApiParameter("wait", int, description="Wait up to N seconds (max 30)."),
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
-        ],
-        responses={202: JobRefSerializer(many=True), 200: JobSerializer(many=True)},
+        description=schema.RECORDS_DESCRIPTION,
+        request=schema.RECORDS_BODY,
+        parameters=schema.RECORDS_PARAMETERS,
+        responses=schema.RECORDS_RESPONSES,
     )
     def post(self, request, slug: str):
         connector = self.connector_for(request, slug)
@@ -85,19 +87,9 @@ class RecordsView(KeyAuthenticatedView):
             )
             for index, record in enumerate(records)
         ]
-        actor = audit.Actor.api_key(request.auth, request.META.get("REMOTE_ADDR"))
-        with transaction.atomic():
-            record_webhook_id(request)
-            try:
-                results = jobs.submit(connector, submissions, actor)
-            except jobs.RecordRejected as rejected:
-                raise rejection(rejected, is_batch) from None
+        results = commit_jobs(request, connector, submissions, is_batch)
         created = [job for job, is_new in results]
-        wait = query.validated_data["wait"]
-        if wait and (finished := wait_for(created, wait)) is not None:
-            return Response({"jobs": JobSerializer(finished, many=True).data}, status.HTTP_200_OK)
-        refresh_statuses(created)
-        response = Response({"jobs": JobRefSerializer(created, many=True).data}, 202)
+        response = answer(created, query.validated_data["wait"])
         if not any(is_new for _, is_new in results):
             response["Idempotent-Replayed"] = "true"
         return response
@@ -121,14 +113,13 @@ class RecordsView(KeyAuthenticatedView):
 
 
 def parse_records(request) -> tuple[list, bool]:
-    length = request.META.get("CONTENT_LENGTH") or "0"
-    if length.isascii() and length.isdigit() and int(length) > settings.INTAKE_MAX_BODY_BYTES:
-        raise body_too_large()
     raw = read_body(request)
     if not raw.strip():
         raise ApiError(400, "empty_body", "The body is empty; send a JSON record.")
     try:
         body = legacy_json.loads(raw)
+    except legacy_json.TooDeep as error:
+        raise ApiError(400, "invalid_body", str(error), limit=legacy_json.MAX_DEPTH) from None
     except ValueError as error:  # also UnicodeDecodeError
         raise ApiError(400, "malformed_json", f"The body is not valid JSON: {error}") from None
     if isinstance(body, dict) and set(body) == {"records"}:
@@ -180,6 +171,32 @@ def record_webhook_id(request) -> None:
         ) from None
 
 
+def commit_jobs(
+    request, connector: Connector, submissions: list[Submission], is_batch: bool
+) -> list[tuple[Job, bool]]:
+    """Store the jobs (and the webhook id) in one transaction.
+
+    Once that committed the jobs exist, so a failure of a step that runs on commit (the enqueue)
+    must not refuse the request: the reconciler enqueues what that step could not.
+    """
+    actor = audit.Actor.api_key(request.auth, request.META.get("REMOTE_ADDR"))
+    committed = []
+    try:
+        with transaction.atomic():
+            # Registered first, so it runs first on commit, before jobs.submit's enqueue.
+            transaction.on_commit(lambda: committed.append(True))
+            record_webhook_id(request)
+            try:
+                results = jobs.submit(connector, submissions, actor)
+            except jobs.RecordRejected as rejected:
+                raise rejection(rejected, is_batch) from None
+    except Exception:
+        if not committed:
+            raise
+        logger.exception("jobs committed but not enqueued; the reconciler will enqueue them")
+    return results
+
+
 def rejection(rejected: jobs.RecordRejected, is_batch: bool) -> ApiError:
     error = rejected.error
     where = f"Record {rejected.index}: " if is_batch else ""
@@ -189,6 +206,21 @@ def rejection(rejected: jobs.RecordRejected, is_batch: bool) -> ApiError:
     code = "missing_field" if error.code == "mapping_error" else error.code
     status = 409 if code == "idempotency_key_reused" else 422
     return ApiError(status, code, where + error.message + "; nothing was accepted.", **extra)
+
+
+def answer(created: list[Job], wait: int) -> Response:
+    """202 with the job refs, or 200 with the jobs if they finish within `wait` seconds.
+
+    The jobs are committed: whatever fails now, the answer is still 202, or a caller without an
+    Idempotency-Key would send the records again and create second jobs.
+    """
+    try:
+        if wait and (finished := wait_for(created, wait)) is not None:
+            return Response({"jobs": JobSerializer(finished, many=True).data}, status.HTTP_200_OK)
+        refresh_statuses(created)
+    except Exception:
+        logger.exception("jobs committed; answering 202 with their last known status")
+    return Response({"jobs": JobRefSerializer(created, many=True).data}, 202)
 
 
 def refresh_statuses(created: list[Job]) -> None:
@@ -216,7 +248,11 @@ def wait_for(created: list[Job], seconds: int) -> list[Job] | None:
 class JobView(KeyAuthenticatedView):
     """A job of the caller's connector; any other job is 'not found'."""
 
-    @extend_schema(responses=JobSerializer)
+    @extend_schema(
+        description=schema.JOB_DESCRIPTION,
+        parameters=schema.JOB_PARAMETERS,
+        responses=schema.JOB_RESPONSES,
+    )
     def get(self, request, job_id):
         job = (
             Job.objects.select_related("connector")
@@ -234,7 +270,7 @@ class HealthView(APIView):
     authentication_classes = []
     permission_classes = []
 
-    @extend_schema(responses={200: dict, 503: dict})
+    @extend_schema(responses=schema.HEALTH_RESPONSES)
     def get(self, request):
         body = {"database": check_database(), **jobs.queue_stats()}
         is_healthy = body["database"] == "ok" and body["redis"] == "ok"

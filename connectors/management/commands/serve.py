@@ -6,10 +6,7 @@ REDIS_URL); without DATABASE_URL the database is SQLite under var/.
 
 import os
 import secrets
-import signal
-import subprocess
 import sys
-import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -18,6 +15,33 @@ from django.core.management.base import BaseCommand
 
 from connectors import audit, broker
 from connectors.demo import seed_demo
+from connectors.supervisor import Supervisor
+
+# A connection that sends nothing for this long, in the middle of a request or idle between
+# requests, is closed.
+CLIENT_TIMEOUT_SECONDS = 30
+WEB_THREADS = 8
+
+
+def web_command(bind: str, *, client_timeout: int = CLIENT_TIMEOUT_SECONDS) -> list[str]:
+    """The web server: waitress, which reads each request whole (headers and body) before a
+    thread runs it, so a slow or stalled client holds a socket but none of the threads.
+
+    waitress refuses a body over its own maximum with a plain-text 413 before reading it all.
+    It counts chunk framing too, so its maximum is twice ours: Interlock refuses what is near
+    its limit (with the JSON error), waitress what is far over it.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "waitress",
+        f"--listen={bind}",
+        f"--threads={WEB_THREADS}",
+        f"--channel-timeout={client_timeout}",
+        "--cleanup-interval=1",  # look for silent connections every second
+        f"--max-request-body-size={2 * settings.INTAKE_MAX_BODY_BYTES}",
+        "console.wsgi:application",
+    ]
 
 
 class Command(BaseCommand):
@@ -34,28 +58,15 @@ class Command(BaseCommand):
         environment = {**os.environ, "REDIS_URL": broker.redis_url()}
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         commands = {
-            "web": [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "console.wsgi",
-                "--bind",
-                bind,
-                "--workers",
-                "2",
-                "--threads",
-                "4",
-                "--access-logfile",
-                "-",
-            ],
+            "web": web_command(bind),
             "scheduler": [*manage, "run_scheduler"],
             "sources": [*manage, "run_sources"],
             **{f"worker-{n}": [*manage, "run_worker"] for n in range(1, workers + 1)},
         }
-        children = {
-            name: subprocess.Popen(command, env=environment, cwd=settings.BASE_DIR)
-            for name, command in commands.items()
-        }
+        supervisor = Supervisor(
+            commands, say=self.stderr.write, env=environment, cwd=settings.BASE_DIR
+        )
+        supervisor.start()
         self.stdout.write(
             self.style.SUCCESS(
                 f"\nInterlock is running:\n  admin   http://{bind}/admin/\n"
@@ -63,7 +74,8 @@ class Command(BaseCommand):
                 f"  health  http://{bind}/api/v1/health/\nPress Ctrl-C to stop.\n"
             )
         )
-        self.supervise(children)
+        supervisor.run()
+        self.stdout.write("stopped")
 
     def ensure_admin(self) -> None:
         users = get_user_model().objects
@@ -94,30 +106,3 @@ class Command(BaseCommand):
                 '{"email": "a@b.example"}}\'\n'
             )
         )
-
-    def supervise(self, children: dict[str, subprocess.Popen]) -> None:
-        stopping = False
-
-        def stop(*_):
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
-        while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    self.stderr.write(f"{name} exited with {child.returncode}; stopping")
-                    stopping = True
-            time.sleep(0.5)
-        self.stdout.write("stopping…")
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for child in children.values():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-        self.stdout.write("stopped")
