@@ -26,8 +26,8 @@ def run_batch(job_ids: list[str], *, worker: str = "") -> None:
     jobs = reconnecting(lifecycle.claim, job_ids, worker, what="claiming jobs")
     if not jobs:
         return
-    try:
-        runtime = pipeline.build_runtime(jobs[0].connector)
+    try:  # reads credentials: a connection killed now must not cost the batch its attempt
+        runtime = reconnecting(pipeline.build_runtime, jobs[0].connector, what="preparing jobs")
     except PipelineError as error:
         fail_all(jobs, error)
         return
@@ -41,7 +41,8 @@ def run_batch(job_ids: list[str], *, worker: str = "") -> None:
 
 
 def fail_all(jobs: list[Job], error: PipelineError) -> None:
-    lifecycle.finish_many([(job, Outcome(job_id=str(job.id), error=error)) for job in jobs])
+    failed = [(job, Outcome(job_id=str(job.id), error=error)) for job in jobs]
+    reconnecting(lifecycle.finish_many, failed, what="recording outcomes")
 
 
 def run_concurrently(runtime: pipeline.Runtime, jobs: list[Job]) -> None:

@@ -90,7 +90,11 @@ def work_until_stopped(make_worker, *, burst: bool, ping) -> None:
     able to register its death."""
     started = 0
     while True:
-        worker = make_worker(started)
+        try:
+            worker = make_worker(started)  # RQ's constructor talks to Redis already
+        except RedisError:
+            wait_for_redis(ping)
+            continue
         started += 1
         try:
             worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")

@@ -18,7 +18,7 @@ from redis import Redis
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 
-from connectors import audit, broker, jobs, lifecycle
+from connectors import audit, broker, credentials, jobs, lifecycle
 from connectors.models import Job
 from tests.conftest import post_records
 from tests.worker import drain, start_worker_process
@@ -317,3 +317,87 @@ def test_every_unfinished_state_has_a_deadline_after_which_the_reconciler_acts(
     job.refresh_from_db()
     assert job.status == Job.Status.QUEUED
     assert RQJob.fetch(job.rq_job_id, connection=redis_client).get_status() == JobStatus.QUEUED
+
+
+@contextmanager
+def short_busy_timeout(monkeypatch):
+    """SQLite: wait 0.3 s for a lock instead of the configured timeout (PostgreSQL: nothing)."""
+    if connection.settings_dict["ENGINE"].endswith("sqlite3"):
+        monkeypatch.setitem(connection.settings_dict["OPTIONS"], "timeout", 0.3)
+        connection.close()
+    yield
+    connection.close()
+
+
+def break_this_connection() -> None:
+    """Make this thread's next queries fail for real: its PostgreSQL backend is terminated, or
+    (SQLite) another connection holds the database's lock for a second."""
+    settings_dict = connection.settings_dict
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        lock = sqlite3.connect(settings_dict["NAME"], isolation_level=None, check_same_thread=False)
+        lock.execute("BEGIN EXCLUSIVE")
+        threading.Timer(1.0, lambda: (lock.execute("ROLLBACK"), lock.close())).start()
+        return
+    import psycopg
+
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(
+        host=settings_dict["HOST"] or "127.0.0.1",
+        port=settings_dict["PORT"] or 5432,
+        user=settings_dict["USER"],
+        dbname=settings_dict["NAME"],
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+def test_a_connection_lost_while_a_batch_is_prepared_costs_no_attempt(
+    client, key, openai_server, callback_server, monkeypatch
+):
+    openai_server.reply("approved")
+    job = send(client, key, "prepared during a blip")
+    reveal = credentials.reveal  # decrypts the provider's key and notes it used: a write
+    broken = []
+
+    def reveal_on_a_broken_connection(*args, **kwargs):
+        if not broken:  # the first time the worker prepares the batch
+            broken.append(True)
+            break_this_connection()
+        return reveal(*args, **kwargs)
+
+    monkeypatch.setattr(credentials, "reveal", reveal_on_a_broken_connection)
+    with short_busy_timeout(monkeypatch):
+        drain()
+
+    job.refresh_from_db()
+    assert broken
+    assert (job.status, job.attempts) == (Job.Status.SUCCEEDED, 1)
+    assert list(job.attempt_rows.values_list("outcome", flat=True)) == ["succeeded"]
+
+
+def test_a_worker_started_while_redis_is_down_waits_for_it(
+    client, key, openai_server, callback_server, settings, tmp_path
+):
+    redis_later = RedisServer()  # its port is free: nothing answers there yet
+    settings.REDIS_URL = redis_later.url
+    openai_server.reply("approved")
+    log = (tmp_path / "worker.log").open("w+")
+    worker = start_worker_process(settings, redis_later.url, stderr=log)
+    try:
+        time.sleep(2)
+        assert worker.poll() is None, "the worker exited while Redis was down"
+        redis_later.start()
+        job = send(client, key, "once Redis is up")
+        wait_for(
+            lambda: Job.objects.get(id=job.id).status == Job.Status.SUCCEEDED,
+            "the worker to take the job once Redis answered",
+            timeout=40,
+        )
+    finally:
+        stop(worker)
+        if redis_later.process is not None:
+            redis_later.kill()
+        broker._clients.pop(redis_later.url, None)
+    log.seek(0)
+    assert "Traceback" not in log.read()
