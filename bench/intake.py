@@ -1,4 +1,5 @@
-"""Webhook intake throughput against gunicorn: single-record and 1,000-record requests.
+"""Webhook intake throughput against gunicorn (or waitress, as `make run` serves): single-record
+and 1,000-record requests.
 
     python bench/intake.py [--seconds 10] [--clients 8]
 
@@ -46,6 +47,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--gunicorn-workers", type=int, default=2)
+    parser.add_argument(
+        "--server",
+        choices=("gunicorn", "waitress"),
+        default="gunicorn",
+        help="waitress: the web server `make run` starts, with its settings",
+    )
     arguments = parser.parse_args()
     environment = prepare_environment()
 
@@ -54,24 +61,19 @@ def main() -> None:
     connector = make_demo_connector("bench-intake")
     _, key, _ = ApiKey.issue(connector)
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "console.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(arguments.gunicorn_workers),
-            "--threads",
-            "4",
-            "--log-level",
-            "warning",
-        ],
-        env=environment,
-        cwd=ROOT,
-    )
+    if arguments.server == "waitress":
+        from connectors.management.commands.serve import WEB_THREADS, web_command
+
+        command = web_command(f"127.0.0.1:{port}")
+        described = f"waitress (as make run starts it) {WEB_THREADS} threads"
+    else:
+        command = [
+            *(sys.executable, "-m", "gunicorn", "console.wsgi"),
+            *("--bind", f"127.0.0.1:{port}", "--workers", str(arguments.gunicorn_workers)),
+            *("--threads", "4", "--log-level", "warning"),
+        ]
+        described = f"gunicorn {arguments.gunicorn_workers} workers x 4 threads"
+    server = subprocess.Popen(command, env=environment, cwd=ROOT)
     try:
         url = f"http://127.0.0.1:{port}/api/v1/connectors/bench-intake/records/"
         for _ in range(100):
@@ -82,10 +84,7 @@ def main() -> None:
                 time.sleep(0.1)
         single = json.dumps({"text": "one record"}).encode()
         batch = json.dumps({"records": [{"text": f"record {n}"} for n in range(1000)]}).encode()
-        print(
-            f"gunicorn {arguments.gunicorn_workers} workers x 4 threads, "
-            f"{arguments.clients} clients, {arguments.seconds:g}s each"
-        )
+        print(f"{described}, {arguments.clients} clients, {arguments.seconds:g}s each")
         for name, body, size in [("single", single, 1), ("batch-1000", batch, 1000)]:
             ok, failed = hammer(url, key, body, arguments.seconds, arguments.clients)
             rate = ok / arguments.seconds
