@@ -32,6 +32,7 @@ bench: install
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/file_drop.py --rows 100000
 	$(BIN)/python bench/db_poll.py --rows 10000
+	$(BIN)/python bench/redaction.py
 
 clean:
 	rm -rf $(VENV) var/static
