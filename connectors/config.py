@@ -134,13 +134,22 @@ def export_connector(connector: Connector) -> dict:
         "input_mapping": [export_mapping(m) for m in mappings if m.direction == "input"],
         "redaction": [export_rule(rule) for rule in connector.redaction_rules.all()],
         "prompt": connector.prompt_template,
-        "output": {"format": connector.output_format, "schema": connector.output_schema},
+        "output": {
+            "format": connector.output_format,
+            "schema": connector.output_schema,
+            "pii_in_answer": connector.answer_pii,
+        },
         "output_mapping": [export_mapping(m) for m in mappings if m.direction == "output"],
         "sink": exported_plugin(SINKS, connector.sink_kind, connector.sink_config),
         "max_attempts": connector.max_attempts,
         "batch_size": connector.batch_size,
         "poll_interval_seconds": connector.poll_interval_seconds,
         "retention_days": connector.retention_days,
+        **{
+            key: getattr(connector, key)
+            for key in ("phone_regions", "id_countries")
+            if getattr(connector, key)
+        },
     }
 
 
@@ -304,6 +313,14 @@ def _check_connector(item, providers: set, credentials: set, problems: _Problems
         lambda: validation.check_credentials_exist(SINKS, sink_kind, sink, "sink", credentials),
         lambda: validation.check_prompt(item["prompt"]),
         lambda: validation.check_output(output.get("format", "text"), output.get("schema")),
+        lambda: validation.check_choice(
+            output.get("pii_in_answer", Connector.AnswerPII.REDACT),
+            Connector.AnswerPII,
+            "output.pii_in_answer",
+        ),
+        lambda: validation.check_detector_options(
+            item.get("phone_regions", []), item.get("id_countries", [])
+        ),
     ]
     for check in checks:
         try:
@@ -440,10 +457,18 @@ def _apply_connector(item: dict, actor: audit.Actor, summary: ImportSummary) -> 
         "prompt_template": item["prompt"],
         "output_format": output.get("format", "text"),
         "output_schema": output.get("schema"),
+        "answer_pii": output.get("pii_in_answer", Connector.AnswerPII.REDACT),
         "sink_kind": sink_kind,
         "sink_config": sink,
     }
-    for key in ("max_attempts", "batch_size", "poll_interval_seconds", "retention_days"):
+    for key in (
+        "max_attempts",
+        "batch_size",
+        "poll_interval_seconds",
+        "retention_days",
+        "phone_regions",
+        "id_countries",
+    ):
         if key in item:
             values[key] = item[key]
     connector = Connector.objects.filter(slug=item["slug"]).first()

@@ -175,6 +175,7 @@ def _transition(job: Job, outcome: Outcome, now) -> tuple[str, str, dict]:
         "queue_wait_ms": job.queue_wait_ms,
         "provider_name": job.connector.provider.name,
         "token_report": outcome.token_report,
+        "answer_pii": outcome.answer_pii,
         "write_outcome": _written(outcome),
         "write_ms": outcome.write_back.ms if outcome.write_back else None,
     }

@@ -154,6 +154,20 @@ class Connector(models.Model):
         max_length=10, choices=OutputFormat.choices, default=OutputFormat.TEXT
     )
     output_schema = models.JSONField(null=True, blank=True)
+
+    class AnswerPII(models.TextChoices):
+        REDACT = "redact", "Redact it in the answer before the write-back"
+        FAIL = "fail", "Fail the job (pii_in_answer) for a person to look at"
+
+    answer_pii = models.CharField(
+        "PII in the answer",
+        max_length=10,
+        choices=AnswerPII.choices,
+        default=AnswerPII.REDACT,
+        help_text="What to do with PII the AI wrote that was not in the prompt it was sent "
+        "(an invented SSN, a card number, an e-mail address), found by this connector's "
+        "detectors.",
+    )
     sink_kind = models.CharField(max_length=30, choices=_sink_kinds, default=_default_sink_kind)
     sink_config = models.JSONField(default=dict, blank=True)
     max_attempts = models.PositiveIntegerField(
@@ -168,6 +182,18 @@ class Connector(models.Model):
     poll_interval_seconds = models.PositiveIntegerField(default=60)
     retention_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="Blank payloads of jobs older than this; empty keeps them."
+    )
+    phone_regions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Regions whose phone numbers the phone detector expects, as ISO codes "
+        '(["DE", "FR"]); empty: REDACTION_PHONE_REGIONS.',
+    )
+    id_countries = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Countries whose national IDs the national_id detector looks for (US, GB, DE, "
+        "FR, ES, IT, NL); empty: REDACTION_ID_COUNTRIES.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -224,7 +250,11 @@ class RedactionRule(models.Model):
         help_text="Empty: applies to every connector.",
     )
     name = models.CharField(max_length=100, blank=True)
-    detector = models.CharField(max_length=30, help_text="ssn, credit_card, email, …, regex, field")
+    detector = models.CharField(
+        max_length=30,
+        help_text="ssn, national_id, credit_card, email, phone, iban, ipv4, ipv6, date_of_birth, "
+        "person, address; regex, field",
+    )
     pattern = models.CharField(max_length=500, blank=True, help_text="For the regex detector.")
     field_name = models.CharField(max_length=100, blank=True, help_text="For the field detector.")
     action = models.CharField(max_length=10, choices=Action.choices, default=Action.MASK)
@@ -426,6 +456,8 @@ class Job(models.Model):
     output = models.JSONField(null=True, blank=True, help_text="Parsed and validated.")
     result = models.JSONField(null=True, blank=True, help_text="Mapped, before token restore.")
     token_report = models.JSONField(default=dict, blank=True)
+    # PII types the AI wrote that its prompt did not hold, with counts (never the values).
+    answer_pii = models.JSONField(default=dict, blank=True)
     write_outcome = models.JSONField(default=dict, blank=True)
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)

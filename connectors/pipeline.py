@@ -17,7 +17,16 @@ import traceback
 from dataclasses import dataclass, replace
 from typing import Any
 
-from connectors import credentials, crypto, legacy_json, mapping, prompts, ratelimit, redaction
+from connectors import (
+    answer_guard,
+    credentials,
+    crypto,
+    legacy_json,
+    mapping,
+    prompts,
+    ratelimit,
+    redaction,
+)
 from connectors.errors import OutputError, PipelineError, UnstorableValue
 from connectors.models import Connector, FieldMapping, Job, RedactionRule
 from connectors.providers import PROVIDERS
@@ -51,15 +60,20 @@ class PreparedRecord:
 
 
 def load_intake_plan(connector: Connector) -> IntakePlan:
-    rules = RedactionRule.objects.filter(is_enabled=True).filter(
-        connector__isnull=True
-    ) | RedactionRule.objects.filter(is_enabled=True, connector=connector)
     return IntakePlan(
         connector=connector,
         input_fields=field_specs(connector, FieldMapping.Direction.INPUT),
-        rules=[to_rule(rule) for rule in rules.order_by("connector_id", "position", "id")],
+        rules=connector_rules(connector),
         prompt_template=connector.prompt_template,
     )
+
+
+def connector_rules(connector: Connector) -> list[redaction.Rule]:
+    """The global rules first, then the connector's own, each in their order."""
+    rules = RedactionRule.objects.filter(is_enabled=True).filter(
+        connector__isnull=True
+    ) | RedactionRule.objects.filter(is_enabled=True, connector=connector)
+    return [to_rule(rule) for rule in rules.order_by("connector_id", "position", "id")]
 
 
 def prepare(plan: IntakePlan, record: Any) -> PreparedRecord:
@@ -80,7 +94,16 @@ def redact_and_render(plan: IntakePlan, fields: dict) -> redaction.RedactionResu
         plan.rules,
         hash_key=crypto.redaction_hash_key(),
         prompt=lambda safe_fields: prompts.render_prompt(plan.prompt_template, safe_fields),
+        **detector_options(plan.connector),
     )
+
+
+def detector_options(connector: Connector) -> dict:
+    """The connector's phone regions and ID countries; empty: the global settings'."""
+    return {
+        "phone_regions": connector.phone_regions or None,
+        "id_countries": connector.id_countries or None,
+    }
 
 
 def field_specs(connector: Connector, direction: str) -> list[mapping.FieldSpec]:
@@ -112,6 +135,7 @@ class Runtime:
     sink: Sink
     output_fields: list[mapping.FieldSpec]
     output_schema: dict | None
+    guard: answer_guard.Guard
 
     @property
     def concurrency(self) -> int:
@@ -130,6 +154,9 @@ def build_runtime(connector: Connector) -> Runtime:
         sink=build_sink(connector),
         output_fields=field_specs(connector, FieldMapping.Direction.OUTPUT),
         output_schema=connector.output_schema if is_json else None,
+        guard=answer_guard.Guard.for_rules(
+            connector_rules(connector), connector.answer_pii, **detector_options(connector)
+        ),
     )
 
 
@@ -170,7 +197,11 @@ def execute(runtime: Runtime, job: Job) -> Outcome:
             outcome = replace(outcome, answer=answer)
             if answer.error is not None:
                 raise answer.error
-            result = mapping.map_fields(answer.output, runtime.output_fields)
+            output, found = answer_guard.check(runtime.guard, answer.output, item.prompt)
+            outcome = replace(outcome, answer_pii=found)
+            if found and runtime.guard.action == Connector.AnswerPII.FAIL:
+                raise answer_guard.refusal(found)
+            result = mapping.map_fields(output, runtime.output_fields)
             outcome = replace(outcome, result=result)
         restored, token_report = restore(runtime, item, result)
         delivery = delivery_for(runtime.connector.slug, item, restored)

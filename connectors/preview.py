@@ -1,5 +1,6 @@
 """Preview a connector on a sample record without storing anything: the mapped fields, what each
-redaction rule changed, the exact prompt; and "try it", which also asks the AI once."""
+redaction rule changed and the spans it found (by type, as `manage.py redact` shows them), the
+exact prompt; and "try it", which also asks the AI once."""
 
 import re
 from dataclasses import dataclass, field
@@ -8,8 +9,10 @@ from typing import Any
 from connectors import mapping, pipeline, redaction
 from connectors.errors import PipelineError
 
+# What redaction puts in, with the label it wrote (the rule's label: PHONE, SSN, ORDER_ID).
 REPLACEMENT = re.compile(
-    r"\[REDACTED [A-Z0-9_]+\]|<[A-Z][A-Z0-9_]*_\d+>|\[[A-Z0-9_]+ [0-9a-f]{12}\]"
+    r"\[REDACTED (?P<masked>[A-Z0-9_]+)\]|<(?P<token>[A-Z][A-Z0-9_]*)_\d+>"
+    r"|\[(?P<hashed>[A-Z0-9_]+) [0-9a-f]{12}\]"
 )
 
 
@@ -18,6 +21,9 @@ class Preview:
     mapped: dict = field(default_factory=dict)
     redacted: dict = field(default_factory=dict)
     rules: list[dict] = field(default_factory=list)  # label, action, hits
+    # Per field, what was found: {"start", "end", "type", "action"} (see manage.py redact).
+    spans: dict = field(default_factory=dict)
+    prompt_spans: list = field(default_factory=list)
     prompt: str = ""
     error: str = ""
     answer: str = ""
@@ -40,7 +46,9 @@ def preview(connector, record: Any) -> Preview:
             {"label": rule.label, "action": rule.action, "hits": redacted.hits.get(rule.label, 0)}
             for rule in plan.rules
         ]
+        shown.spans = redacted.spans
         shown.prompt = redacted.prompt
+        shown.prompt_spans = redacted.prompt_spans
         shown.tokens = redacted.tokens
     except PipelineError as error:
         shown.error = f"{error.code}: {error.message}"
@@ -72,14 +80,17 @@ def try_it(connector, record: Any) -> Preview:
     return shown
 
 
-def highlight_spans(text: str) -> list[tuple[str, bool]]:
-    """Split text into (piece, is_replacement) so a template can mark what redaction put in."""
+def highlight_spans(text: str) -> list[tuple[str, str]]:
+    """Split redacted text into (piece, type) so a template can mark what redaction put in and
+    say what it was: type is "" for text left as it was, else the replacement's type in lower
+    case ("phone", "ssn", a regex rule's name)."""
     pieces, position = [], 0
     for match in REPLACEMENT.finditer(text):
         if match.start() > position:
-            pieces.append((text[position : match.start()], False))
-        pieces.append((match.group(0), True))
+            pieces.append((text[position : match.start()], ""))
+        label = match.group("masked") or match.group("token") or match.group("hashed")
+        pieces.append((match.group(0), label.lower()))
         position = match.end()
     if position < len(text):
-        pieces.append((text[position:], False))
+        pieces.append((text[position:], ""))
     return pieces

@@ -9,6 +9,7 @@ from django.template.base import FilterExpression, VariableNode
 from jsonschema import Draft202012Validator, SchemaError
 from jsonschema.exceptions import best_match
 
+from connectors import legacy_json
 from connectors.errors import ConfigError, OutputError
 
 FORBIDDEN_TAGS = ("load", "include", "extends", "ssi", "debug")
@@ -107,9 +108,11 @@ def parse_output(text: str, output_format: str, schema: dict | None) -> dict:
     if fenced:
         body = fenced.group(1).strip()
     try:
-        value = json.loads(body)
+        value = legacy_json.loads(body)  # NaN, 1e999 and deep nesting refused as for records
     except json.JSONDecodeError as error:
         raise OutputError(f"the answer is not valid JSON: {error.msg}") from None
+    except ValueError as error:
+        raise OutputError(f"the answer is not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise OutputError(f"the answer must be a JSON object, got {type(value).__name__}")
     if schema:

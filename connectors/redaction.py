@@ -1,92 +1,59 @@
 """Pure functions: find PII in mapped fields and mask, hash, drop or tokenize it.
 
-Fails closed: if any rule cannot run, redact() raises RedactionError and returns nothing, so an
-unredacted record is never stored or sent. Error messages never quote the data they looked at.
+One detection pass: every detector the rules name proposes candidate spans over each text, the
+overlaps are resolved once (connectors.detectors), and only then are the rules' actions applied.
+The order of the rules decides what is done with a span (when two rules' detectors find the
+same span, the first rule's action), never what is found.
+
+Fails closed: if any detector cannot run, redact() raises RedactionError and returns nothing, so
+an unredacted record is never stored or sent. Error messages, spans and hit counts name types
+and counts, never the data they looked at.
 """
 
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.detectors import (
+    DETECTORS,
+    CustomPattern,
+    Detector,
+    DetectorUnavailable,
+    Found,
+    Span,
+    detect,
+    find_spans,
+    options,
+)
+from connectors.detectors import DetectorFailed as _DetectorFailed
 from connectors.errors import RedactionError
 
+__all__ = [
+    "ACTIONS",
+    "DETECTORS",
+    "Detector",
+    "RedactionResult",
+    "Rule",
+    "Span",
+    "TokenReport",
+    "find_spans",
+    "redact",
+    "restore",
+    "validate_rule",
+]
+
 ACTIONS = ("mask", "hash", "drop", "tokenize")
+SPECIAL_DETECTORS = ("regex", "field")
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
+# What redaction itself writes: the prompt scan leaves it alone.
+REPLACEMENT = re.compile(
+    r"\[REDACTED [A-Z0-9_]+\]|<[A-Z][A-Z0-9_]*_\d+>|\[[A-Z0-9_]+ [0-9a-f]{12}\]"
+)
 # Invisible characters split a value so that no detector sees it (219<ZWSP>-09-9999).
 INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
-
-
-def luhn_is_valid(digits: str) -> bool:
-    total = 0
-    for position, digit in enumerate(reversed(digits)):
-        value = int(digit) * (2 if position % 2 else 1)
-        total += value - 9 if value > 9 else value
-    return total % 10 == 0
-
-
-def is_card_number(text: str) -> bool:
-    digits = re.sub(r"\D", "", text)
-    return 13 <= len(digits) <= 19 and luhn_is_valid(digits)
-
-
-def is_iban(text: str) -> bool:
-    compact = re.sub(r"\s", "", text).upper()
-    if not 15 <= len(compact) <= 34 or not compact.isascii() or not compact.isalnum():
-        return False
-    rearranged = compact[4:] + compact[:4]
-    return int("".join(str(int(char, 36)) for char in rearranged)) % 97 == 1
-
-
-def is_phone_number(text: str) -> bool:
-    digits = re.sub(r"\D", "", text)
-    looks_like_other = re.fullmatch(r"\d{3}-\d{2}-\d{4}|\d{1,3}(\.\d{1,3}){3}", text.strip())
-    return 9 <= len(digits) <= 15 and not looks_like_other
-
-
-@dataclass(frozen=True)
-class Detector:
-    pattern: re.Pattern
-    is_match: Callable[[str], bool] | None = None
-    # A match that fails is_match may hold a valid value plus its neighbours (a card and its
-    # CVV, an IBAN and the word after it): look for the valid part.
-    may_shrink: bool = False
-
-
-OCTET = r"(?:0{0,2}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d))"
-DASH = "\u2010-\u2015"  # hyphens and dashes word processors put in place of "-"
-DETECTORS: dict[str, Detector] = {
-    # 219-09-9999, 219 09 9999, 219.09.9999; also glued to a word (SSN219-09-9999).
-    "ssn": Detector(
-        re.compile(
-            rf"(?<!\d)(?!000|666|9\d\d)\d{{3}}([-. {DASH}])(?!00)\d{{2}}\1(?!0000)\d{{4}}(?!\d)"
-        )
-    ),
-    "credit_card": Detector(
-        re.compile(rf"(?<!\d)\d(?:[\s.\-{DASH}]{{0,2}}\d){{12,18}}(?!\d)"),
-        is_card_number,
-        may_shrink=True,
-    ),
-    "email": Detector(re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")),
-    "phone": Detector(
-        re.compile(
-            r"(?<![\w+.-])\+\d{8,15}(?!\d)"  # E.164: +14155552671
-            r"|(?<![\w+.-])1?[2-9]\d{2}[2-9]\d{6}(?!\d)"  # North American, no separators
-            r"|(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?"
-            r"\d{1,4}(?:[ ./-]\d{2,8}){1,4}(?![\w-]|\.\d)"
-        ),
-        is_phone_number,
-    ),
-    "iban": Detector(
-        re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,3})?\b"),
-        is_iban,
-        may_shrink=True,
-    ),
-    "ipv4": Detector(re.compile(rf"(?<![\d.]){OCTET}(?:\.{OCTET}){{3}}(?!\d|\.\d)")),
-}
-SPECIAL_DETECTORS = ("regex", "field")
 
 
 @dataclass(frozen=True)
@@ -114,6 +81,11 @@ class RedactionResult:
     tokens: dict[str, str] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
     prompt: str = ""
+    # Per field: {"start", "end", "type", "action"}, offsets into the field's input text; a
+    # span in a nested value also has "path" (redacted keys and list indexes below the field),
+    # one in a dict key has "key": true.
+    spans: dict[str, list[dict]] = field(default_factory=dict)
+    prompt_spans: list[dict] = field(default_factory=list)  # offsets into the rendered prompt
 
 
 @dataclass
@@ -149,15 +121,66 @@ def validate_rule(rule: Rule) -> None:
         raise ValueError("a field rule needs the name of the mapped field to redact")
 
 
+def prepare_text(text: str) -> str:
+    """Remove invisible characters; defuse placeholders the input itself contains (a record
+    holding a literal "<SSN_1>" could otherwise choose where a real value is restored)."""
+    return _prepare(text)[0]
+
+
+def _prepare(text: str) -> tuple[str, list[int] | None]:
+    """The prepared text, and where each of its characters was in `text` (None: unchanged
+    offsets). Defusing keeps the length; only removing invisible characters moves offsets."""
+    offsets = None
+    if INVISIBLE.search(text):
+        kept = [index for index, char in enumerate(text) if not INVISIBLE.match(char)]
+        offsets = [*kept, len(text)]
+        text = "".join(text[index] for index in kept)
+    text = PLACEHOLDER.sub(lambda match: f"\u2039{match.group(0)[1:-1]}\u203a", text)
+    return text, offsets
+
+
 class _Redactor:
     """Applies rules to one record; keeps its placeholder numbering and hit counts."""
 
-    def __init__(self, hash_key: bytes) -> None:
+    def __init__(self, hash_key: bytes, rules: Sequence[Rule], settings) -> None:
         self.hash_key = hash_key
+        self.settings = settings
         self.tokens: dict[str, str] = {}
         self.placeholders: dict[tuple[str, str], str] = {}
         self.counters: dict[str, int] = {}
         self.hits: dict[str, int] = {}
+        self.field_rules = [rule for rule in rules if rule.detector == "field"]
+        self.names: list[str] = []
+        self.patterns: list[CustomPattern] = []
+        self.first_rule: dict[str, tuple[int, Rule]] = {}  # detector key -> its first rule
+        for position, rule in enumerate(rules):
+            if rule.detector == "field":
+                continue
+            if rule.detector == "regex":
+                key = f"regex:{position}"
+                self.patterns.append(
+                    CustomPattern(key, rule.label.lower(), re.compile(rule.pattern))
+                )
+            else:
+                key = rule.detector
+                if key not in self.first_rule:
+                    self.names.append(key)
+            self.first_rule.setdefault(key, (position, rule))
+
+    @property
+    def has_detectors(self) -> bool:
+        return bool(self.names or self.patterns)
+
+    def detect(self, texts: Sequence[str]) -> dict[str, list[Found]]:
+        unique = list(dict.fromkeys(texts))
+        found = detect(unique, self.names, patterns=self.patterns, settings=self.settings)
+        return dict(zip(unique, found, strict=True))
+
+    def rule_for(self, found: Found) -> Rule:
+        """The first rule, in rule order, whose detector proposed this span."""
+        return min((self.first_rule[key] for key in found.detectors), key=lambda ranked: ranked[0])[
+            1
+        ]
 
     def replacement(self, rule: Rule, value: str) -> str:
         label = rule.label
@@ -176,116 +199,177 @@ class _Redactor:
             self.tokens[placeholder] = value
         return self.placeholders[label, value]
 
-    def apply(self, rule: Rule, fields: dict[str, Any]) -> dict[str, Any]:
-        if rule.detector == "field":
-            if rule.field not in fields or fields[rule.field] is None:
-                return fields
-            fields = dict(fields)
+    def apply(
+        self, text: str, found: list[Found], offsets: list[int] | None = None
+    ) -> tuple[str, list[dict]]:
+        """The text with each span replaced by its rule's action; the spans as reported."""
+        pieces, reports, position = [], [], 0
+        for each in found:
+            span, rule = each.span, self.rule_for(each)
+            pieces.append(text[position : span.start])
+            pieces.append(self.replacement(rule, text[span.start : span.end]))
+            position = span.end
+            start, end = (
+                (span.start, span.end)
+                if offsets is None
+                else (
+                    offsets[span.start],
+                    offsets[span.end - 1] + 1,
+                )
+            )
+            reports.append({"start": start, "end": end, "type": span.type, "action": rule.action})
+        pieces.append(text[position:])
+        return "".join(pieces), reports
+
+    def redact_fields(self, fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
+        whole = self.whole_fields(fields)
+        rest = {key: value for key, value in fields.items() if key not in whole}
+        found = self.detect(list(_strings(rest))) if self.has_detectors else {}
+        spans: dict[str, list[dict]] = {}
+
+        def change(text: str, path: tuple, is_key: bool) -> str:
+            prepared, offsets = _prepare(text)
+            changed, reports = self.apply(prepared, found.get(prepared, []), offsets)
+            if reports:
+                location = path if not is_key else (*path, changed)
+                where = spans.setdefault(str(location[0]), [])
+                for report in reports:
+                    if len(location) > 1:
+                        report["path"] = list(location[1:])
+                    if is_key:
+                        report["key"] = True
+                    where.append(report)
+            return changed
+
+        redacted = _rebuild(rest, change, ())
+        for name, (value, report) in whole.items():
+            spans.setdefault(name, []).append(report)
+            if value is not _DROPPED:
+                redacted[name] = value
+        # Keep the mapped fields' order.
+        ordered = {name: redacted[name] for name in _order(fields, redacted)}
+        return ordered, spans
+
+    def whole_fields(self, fields: dict[str, Any]) -> dict[str, tuple[Any, dict]]:
+        """The fields a `field` rule replaces whole (the first such rule for a field wins)."""
+        whole: dict[str, tuple[Any, dict]] = {}
+        for rule in self.field_rules:
+            if rule.field in whole or fields.get(rule.field) is None:
+                continue
+            text = str(_rebuild(fields[rule.field], lambda text, *_: _prepare(text)[0], ()))
+            report = {"start": 0, "end": len(text), "type": "field", "action": rule.action}
             if rule.action == "drop":
                 self.hits[rule.label] = self.hits.get(rule.label, 0) + 1
-                del fields[rule.field]
+                whole[rule.field] = (_DROPPED, report)
             else:
-                fields[rule.field] = self.replacement(rule, str(fields[rule.field]))
-            return fields
-        detector = (
-            Detector(re.compile(rule.pattern))
-            if rule.detector == "regex"
-            else DETECTORS[rule.detector]
-        )
-        return self.walk(fields, lambda text: self.substitute(rule, detector, text))
+                whole[rule.field] = (self.replacement(rule, text), report)
+        return whole
 
-    def substitute(self, rule: Rule, detector: Detector, text: str) -> str:
-        def replace(match: re.Match) -> str:
-            found = match.group(0)
-            if detector.is_match is None or detector.is_match(found):
-                return self.replacement(rule, found)
-            span = valid_part(found, detector.is_match) if detector.may_shrink else None
-            if span is None:
-                return found
-            start, end = span
-            return found[:start] + self.replacement(rule, found[start:end]) + found[end:]
-
-        return detector.pattern.sub(replace, text)
-
-    def walk(self, value: Any, change: Callable[[str], str]) -> Any:
-        """Strings anywhere: values, dict keys, and numbers (an SSN or card stored as a number
-        comes back as the redacted text)."""
-        if isinstance(value, str):
-            return change(value)
-        if isinstance(value, dict):
-            walked: dict = {}
-            for key, item in value.items():
-                new_key = change(key) if isinstance(key, str) else key
-                while new_key in walked:  # two keys redacted alike: keep both values
-                    new_key = f"{new_key} "
-                walked[new_key] = self.walk(item, change)
-            return walked
-        if isinstance(value, list):
-            return [self.walk(item, change) for item in value]
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            text = str(value)
-            changed = change(text)
-            return value if changed == text else changed
-        return value
-
-    def scan(self, rules: list[Rule], text: str) -> str:
-        """The detector rules once more over a whole text (the rendered prompt): PII the fields
-        held only in pieces ("({{ area }}) {{ number }}") is whole there."""
-        for rule in rules:
-            if rule.detector != "field":
-                text = self.apply(rule, {"text": text})["text"]
-        return text
+    def scan(self, text: str) -> tuple[str, list[dict]]:
+        """The detectors once more over a whole text (the rendered prompt): PII the fields held
+        only in pieces ("({{ area }}) {{ number }}") is whole there."""
+        if not self.has_detectors:
+            return text, []
+        ours = [match.span() for match in REPLACEMENT.finditer(text)]
+        found = [
+            each
+            for each in self.detect([text])[text]
+            if not any(start < each.span.end and each.span.start < end for start, end in ours)
+        ]
+        return self.apply(text, found)
 
 
-def valid_part(found: str, is_match: Callable[[str], bool]) -> tuple[int, int] | None:
-    """The longest run of whole groups of `found` that validates: a card number that the
-    pattern took together with its CVV or expiry ("4111 1111 1111 1111 123"), an IBAN with the
-    word after it ("BE68 5390 0754 7034 BIC")."""
-    groups = [match.span() for match in re.finditer(r"[0-9A-Za-z]+", found)]
-    best = None
-    for first in range(len(groups)):
-        for last in range(len(groups) - 1, first - 1, -1):
-            start, end = groups[first][0], groups[last][1]
-            if best is not None and end - start <= best[1] - best[0]:
-                break
-            if is_match(found[start:end]):
-                best = (start, end)
-                break
-    return best
+_DROPPED = object()
 
 
-def prepare_text(text: str) -> str:
-    """Remove invisible characters; defuse placeholders the input itself contains (a record
-    holding a literal "<SSN_1>" could otherwise choose where a real value is restored)."""
-    text = INVISIBLE.sub("", text)
-    return PLACEHOLDER.sub(lambda match: f"\u2039{match.group(0)[1:-1]}\u203a", text)
+def _order(original: dict, redacted: dict) -> list:
+    names = [name for name in redacted if name not in original]
+    return [*[name for name in original if name in redacted], *names]
+
+
+def _strings(value: Any):
+    """Every string the value holds, in the order _rebuild visits them."""
+    if isinstance(value, str):
+        yield _prepare(value)[0]
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str):
+                yield _prepare(key)[0]
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield str(value)
+
+
+def _rebuild(value: Any, change: Callable[[str, tuple, bool], str], path: tuple) -> Any:
+    """Strings anywhere: values, dict keys, and numbers (an SSN or card stored as a number
+    comes back as the redacted text)."""
+    if isinstance(value, str):
+        return change(value, path, False)
+    if isinstance(value, dict):
+        walked: dict = {}
+        for key, item in value.items():
+            new_key = change(key, path, True) if isinstance(key, str) else key
+            while new_key in walked:  # two keys redacted alike: keep both values
+                new_key = f"{new_key} "
+            walked[new_key] = _rebuild(item, change, (*path, new_key))
+        return walked
+    if isinstance(value, list):
+        return [_rebuild(item, change, (*path, index)) for index, item in enumerate(value)]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        text = str(value)
+        changed = change(text, path, False)
+        return value if changed == text else changed
+    return value
 
 
 def redact(
-    fields: dict[str, Any], rules: list[Rule], *, hash_key: bytes, prompt=None
+    fields: dict[str, Any],
+    rules: list[Rule],
+    *,
+    hash_key: bytes,
+    prompt: Callable[[dict[str, Any]], str] | None = None,
+    phone_regions: Sequence[str] | None = None,
+    id_countries: Sequence[str] | None = None,
 ) -> RedactionResult:
     """Redact the mapped fields; with `prompt` (fields -> text), also render the prompt from
-    the redacted fields and scan it once more, into `result.prompt`."""
-    redactor = _Redactor(hash_key)
-    fields = redactor.walk(fields, prepare_text)
-    for rule in rules:
-        fields = _fail_closed(rule, redactor.apply, rule, fields)
-    result = RedactionResult(fields=fields, tokens=redactor.tokens, hits=redactor.hits)
+    the redacted fields and scan it once more, into `result.prompt`. Regions and countries
+    default to REDACTION_PHONE_REGIONS and REDACTION_ID_COUNTRIES."""
+    with _failing_closed("redaction"):
+        for rule in rules:
+            validate_rule(rule)
+        redactor = _Redactor(hash_key, rules, options(phone_regions, id_countries))
+        redacted, spans = redactor.redact_fields(fields)
+    result = RedactionResult(fields=redacted, tokens=redactor.tokens, hits=redactor.hits)
+    result.spans = spans
     if prompt is not None:
-        rendered = prompt(fields)
-        result.prompt = _fail_closed(None, redactor.scan, rules, rendered)
+        rendered = prompt(redacted)
+        with _failing_closed("the prompt's redaction scan"):
+            result.prompt, result.prompt_spans = redactor.scan(rendered)
     return result
 
 
-def _fail_closed(rule: Rule | None, step, *args):
-    try:
-        return step(*args)
-    except Exception as error:
-        # Fail closed, and never quote the data that was being scanned.
-        which = f"redaction rule {rule.label}" if rule else "the prompt's redaction scan"
-        raise RedactionError(
-            f"{which} failed ({type(error).__name__}); the record was not stored or sent"
-        ) from None
+class _failing_closed:
+    """Turns any failure into a RedactionError that never quotes the data being scanned."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if error is None or isinstance(error, RedactionError):
+            return False
+        if isinstance(error, DetectorUnavailable | _DetectorFailed):
+            reason = str(error)  # names the detector or what to install, never the data
+        elif isinstance(error, ValueError) and self.what == "redaction":
+            reason = f"a rule is invalid: {error}"
+        else:
+            reason = f"{self.what} failed ({type(error).__name__})"
+        raise RedactionError(f"{reason}; the record was not stored or sent") from None
 
 
 def restore(value: Any, tokens: dict[str, str]) -> tuple[Any, TokenReport]:

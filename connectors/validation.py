@@ -123,3 +123,28 @@ def check_writable_columns(
         sink.check_outputs(config, outputs)
     except ValueError as error:
         raise ValidationError(str(error)) from None
+
+
+ID_COUNTRIES = ("US", "GB", "DE", "FR", "ES", "IT", "NL")  # connectors/detectors/national_ids
+
+
+def check_detector_options(phone_regions, id_countries) -> None:
+    """A connector's phone regions (ISO codes libphonenumber knows) and ID countries."""
+    import phonenumbers
+
+    for field, value, known in (
+        ("phone_regions", phone_regions, phonenumbers.SUPPORTED_REGIONS),
+        ("id_countries", id_countries, ID_COUNTRIES),
+    ):
+        if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
+            raise ValidationError({field: 'must be a list of country codes, e.g. ["DE", "FR"]'})
+        unknown = [code for code in value if code not in known]
+        if unknown:
+            hint = "ISO 3166 codes, e.g. DE" if field == "phone_regions" else ", ".join(known)
+            raise ValidationError({field: f"unknown {unknown[0]!r} ({hint})"})
+
+
+def check_choice(value, choices, field: str) -> None:
+    if value not in choices.values:
+        known = ", ".join(choices.values)
+        raise ValidationError({field: f"{value!r} is not one of {known}"})

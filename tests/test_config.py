@@ -177,3 +177,36 @@ def test_import_refuses_a_file_that_is_not_yaml(tmp_path):
 
     with pytest.raises(CommandError, match="not valid JSON or YAML"):
         run("import_config", str(path))
+
+
+def test_redaction_options_and_the_answer_guard_round_trip(secrets_in_env, config_file, tmp_path):
+    config_file.write_text(
+        CONFIG.replace(
+            "    max_attempts: 5\n",
+            "    max_attempts: 5\n    phone_regions: [DE, AT]\n    id_countries: [DE]\n",
+        ).replace("      format: json\n", "      format: json\n      pii_in_answer: fail\n")
+    )
+    run("import_config", str(config_file))
+    exported = yaml.safe_load(run("export_config"))
+
+    [connector] = exported["connectors"]
+    assert (connector["phone_regions"], connector["id_countries"]) == (["DE", "AT"], ["DE"])
+    assert connector["output"]["pii_in_answer"] == "fail"
+    stored = Connector.objects.get(slug="invoices")
+    assert (stored.phone_regions, stored.answer_pii) == (["DE", "AT"], "fail")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("    phone_regions: [XX]\n", r"connectors\[0\]\.phone_regions: unknown 'XX'"),
+        ("    id_countries: [BR]\n", r"connectors\[0\]\.id_countries: unknown 'BR'"),
+        ("    phone_regions: DE\n", r"phone_regions: must be a list of country codes"),
+    ],
+)
+def test_import_refuses_unknown_regions_and_countries(secrets_in_env, config_file, line, message):
+    config_file.write_text(CONFIG.replace("    max_attempts: 5\n", f"    max_attempts: 5\n{line}"))
+
+    with pytest.raises(CommandError, match=message):
+        run("import_config", str(config_file))
+    assert not Connector.objects.exists()

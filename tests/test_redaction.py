@@ -176,17 +176,91 @@ def test_same_value_gets_the_same_placeholder():
 
 
 def test_a_failing_detector_fails_closed_without_quoting_the_data(monkeypatch):
-    class Exploding:
-        def sub(self, *args):
-            raise RuntimeError("boom 219-09-9999")
+    def exploding(scan):
+        raise RuntimeError(f"boom {scan.text}")
 
-    monkeypatch.setitem(redaction.DETECTORS, "ssn", redaction.Detector(Exploding()))
+    monkeypatch.setitem(redaction.DETECTORS, "ssn", redaction.Detector(exploding))
 
     with pytest.raises(RedactionError) as caught:
         redact({"t": "219-09-9999"}, [Rule("ssn", "mask")], hash_key=KEY)
 
     assert "219-09-9999" not in str(caught.value)
+    assert "the ssn detector failed (RuntimeError)" in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
     assert caught.value.permanent
+
+
+def test_the_prompt_scan_fails_closed_too(monkeypatch):
+    calls = []
+
+    def exploding_second_time(scan):
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError(scan.text)
+        return iter(())
+
+    monkeypatch.setitem(redaction.DETECTORS, "ssn", redaction.Detector(exploding_second_time))
+
+    with pytest.raises(RedactionError) as caught:
+        redact({"t": "x"}, [Rule("ssn", "mask")], hash_key=KEY, prompt=lambda f: "219-09-9999")
+
+    assert "219-09-9999" not in str(caught.value)
+
+
+def test_spans_name_type_and_action_with_offsets_into_the_input():
+    text = "ssn 219\u200b-09-9999 or jo@example.com"  # an invisible character inside the SSN
+
+    result = redact({"t": text}, [Rule("ssn", "tokenize"), Rule("email", "mask")], hash_key=KEY)
+
+    assert result.fields["t"] == "ssn <SSN_1> or [REDACTED EMAIL]"
+    assert result.spans == {
+        "t": [
+            {"start": 4, "end": 16, "type": "ssn", "action": "tokenize"},
+            {"start": 20, "end": 34, "type": "email", "action": "mask"},
+        ]
+    }
+    assert text[4:16] == "219\u200b-09-9999"
+
+
+def test_spans_in_nested_values_and_keys_say_where_they_are():
+    fields = {
+        "customer": {"contacts": [{"jo@example.com": "primary"}], "ssn": 219099999},
+        "name": "Ada",
+    }
+
+    result = redact(
+        fields, [Rule("email", "mask"), Rule("field", "hash", field="name")], hash_key=KEY
+    )
+
+    assert result.fields["customer"] == {
+        "contacts": [{"[REDACTED EMAIL]": "primary"}],
+        "ssn": 219099999,  # a bare nine digits without its label is not an SSN
+    }
+    assert result.spans["customer"] == [
+        {
+            "start": 0,
+            "end": 14,
+            "type": "email",
+            "action": "mask",
+            "path": ["contacts", 0, "[REDACTED EMAIL]"],
+            "key": True,
+        }
+    ]
+    assert result.spans["name"] == [{"start": 0, "end": 3, "type": "field", "action": "hash"}]
+    assert list(result.fields) == ["customer", "name"]
+
+
+def test_the_prompt_scan_leaves_what_redaction_wrote_alone():
+    result = redact(
+        {"a": "jo@example.com"},
+        [Rule("email", "hash"), Rule("phone", "mask")],
+        hash_key=b"k",
+        prompt=lambda safe: f"mail {safe['a']}, Tel. 030 1234567",
+    )
+
+    assert result.prompt.startswith("mail [EMAIL ")
+    assert result.prompt.endswith(", Tel. [REDACTED PHONE]")
+    assert [span["type"] for span in result.prompt_spans] == ["phone"]
 
 
 def test_restore_puts_values_back_and_reports_dropped_and_invented():

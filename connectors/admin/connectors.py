@@ -148,6 +148,9 @@ class ConnectorForm(forms.ModelForm):
             "prompt_template",
             "output_format",
             "output_schema",
+            "answer_pii",
+            "phone_regions",
+            "id_countries",
             "sink_kind",
             "sink_config",
             "max_attempts",
@@ -174,6 +177,9 @@ class ConnectorForm(forms.ModelForm):
             lambda: validation.check_prompt(cleaned.get("prompt_template", "")),
             lambda: validation.check_output(
                 cleaned.get("output_format", ""), cleaned.get("output_schema")
+            ),
+            lambda: validation.check_detector_options(
+                cleaned.get("phone_regions") or [], cleaned.get("id_countries") or []
             ),
         ]
         for check in checks:
@@ -215,7 +221,19 @@ class ConnectorAdmin(AuditedModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "slug", "is_enabled"]}),
         ("Source", {"fields": ["source_kind", "source_config", "batch_size"]}),
-        ("AI", {"fields": ["provider", "prompt_template", "output_format", "output_schema"]}),
+        (
+            "AI",
+            {
+                "fields": [
+                    "provider",
+                    "prompt_template",
+                    "output_format",
+                    "output_schema",
+                    "answer_pii",
+                ]
+            },
+        ),
+        ("Redaction", {"fields": ["phone_regions", "id_countries"], "classes": ["collapse"]}),
         ("Write-back", {"fields": ["sink_kind", "sink_config"]}),
         ("Retries and retention", {"fields": ["max_attempts", "retention_days"]}),
         ("Polling", {"fields": ["poll_interval_seconds"], "classes": ["collapse"]}),

@@ -34,7 +34,12 @@ class JobAttemptInline(admin.TabularInline):
         "finished_at",
         "queue_wait_ms",
         "ai_ms",
+        "model",
+        "tokens_in",
+        "tokens_out",
+        "cost",
         "write_ms",
+        "write_outcome",
         "error_code",
         "error_message",
     ]
@@ -96,6 +101,7 @@ class JobAdmin(ReadOnlyModelAdmin):
                     "output",
                     "result",
                     "token_report",
+                    "answer_pii",
                     "write_outcome",
                 ]
             },

@@ -1,0 +1,218 @@
+"""US Social Security numbers, and national identifiers by country with their check digits
+(python-stdnum): US SSN/ITIN, GB NINO, DE tax ID (IdNr), FR NIR, ES DNI/NIE, IT codice
+fiscale, NL BSN.
+
+A formatted SSN (219-09-9999) is an SSN; a bare nine-digit number is one only right after its
+label ("SSN 401687488"): zip+4 codes and order numbers look the same. A national ID that is only
+digits with a weak check (BSN: 1 in 11 numbers passes) likewise needs its label.
+
+The formats of the countries asked for are one regular expression, scanned once.
+"""
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+from stdnum.de import idnr
+from stdnum.es import dni, nie
+from stdnum.fr import nir
+from stdnum.it import codicefiscale
+from stdnum.nl import bsn
+from stdnum.us import itin
+
+from connectors.detectors import context
+from connectors.detectors.base import Scan, Span
+
+DASH = "\u2010-\u2015"
+
+
+def _compact(value: str) -> str:
+    return re.sub(r"[\s.\-/\u2010-\u2015]", "", value)
+
+
+def _check(validate: Callable[[str], bool]) -> Callable[[str], bool]:
+    def check(value: str) -> bool:
+        try:
+            return bool(validate(_compact(value)))
+        except Exception:  # stdnum raises its own errors on odd input: not valid
+            return False
+
+    return check
+
+
+def _is_nino(value: str) -> bool:
+    return _compact(value).upper()[:2] not in {"BG", "GB", "NK", "KN", "TN", "NT", "ZZ"}
+
+
+def _always(value: str) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    country: str
+    pattern: str
+    is_valid: Callable[[str], bool]
+    confidence: float  # when it validates (or, without a check digit, when it has the shape)
+    validated: bool  # a check digit held
+    # The text must hold one of these words for a candidate to reach the line (a bare number
+    # with a weak check needs its label); None: the format alone can.
+    cues: tuple[str, ...] | None = None
+
+
+SSN_CUES = ("ss", "soc", "itin")
+FORMATS = (
+    # Area 000, 666 and 9xx, group 00 and serial 0000 are never issued. Not followed by a dash
+    # and more (405-41-7800-Z is a SKU).
+    Format(
+        "ssn",
+        "US",
+        rf"(?<!\d)(?!000|666|9\d\d)\d{{3}}(?P<ssn_sep>[-. {DASH}])(?!00)\d{{2}}(?P=ssn_sep)"
+        rf"(?!0000)\d{{4}}(?!\d|[-.{DASH}/][A-Za-z0-9])",
+        _always,
+        0.8,
+        False,
+    ),
+    Format(
+        "itin",
+        "US",
+        rf"(?<!\d)9\d{{2}}(?P<itin_sep>[- {DASH}]?)(?:5\d|6[0-5]|7\d|8[0-8]|9[0-24-9])"
+        rf"(?P=itin_sep)\d{{4}}(?!\d|[-.{DASH}/][A-Za-z0-9])",
+        _check(itin.is_valid),
+        0.8,
+        False,
+    ),
+    Format(
+        "nino",
+        "GB",
+        r"(?<![A-Za-z0-9])(?i:[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D])"
+        r"(?![A-Za-z0-9])",
+        _is_nino,
+        0.75,
+        False,
+    ),
+    Format(
+        "nir",
+        "FR",
+        r"(?<![\d\-])[12378][ .]?\d{2}[ .]?(?:0[1-9]|1[0-2]|[2-9]\d)[ .]?(?:\d{2}|2[ABab])"
+        r"[ .]?\d{3}[ .]?\d{3}[ .]?\d{2}(?![\d\-])",
+        _check(nir.is_valid),
+        0.85,
+        True,
+    ),
+    Format(
+        "idnr",
+        "DE",
+        r"(?<![\d\-])[1-9](?:[ .\-/]?\d){10}(?![\d\-])",
+        _check(idnr.is_valid),
+        0.5,
+        True,
+    ),
+    Format(
+        "dni",
+        "ES",
+        r"(?<![\w\-.])\d(?:[ .]?\d){7}[ \-]?[A-Za-z](?![\w\-])",
+        _check(dni.is_valid),
+        0.85,
+        True,
+    ),
+    Format(
+        "nie",
+        "ES",
+        r"(?<![\w\-])[XYZxyz][ \-]?\d(?:[ .]?\d){6}[ \-]?[A-Za-z](?![\w\-])",
+        _check(nie.is_valid),
+        0.9,
+        True,
+    ),
+    Format(
+        "codice_fiscale",
+        "IT",
+        r"(?<![A-Za-z0-9])[A-Za-z]{6}[0-9LMNPQRSTUVlmnpqrstuv]{2}[A-Za-z]"
+        r"[0-9LMNPQRSTUVlmnpqrstuv]{2}[A-Za-z][0-9LMNPQRSTUVlmnpqrstuv]{3}[A-Za-z]"
+        r"(?![A-Za-z0-9])",
+        _check(lambda value: codicefiscale.is_valid(value.upper())),
+        0.95,
+        True,
+    ),
+    Format(
+        "bsn",
+        "NL",
+        r"(?<![\d\-])\d(?:[ .\-]?\d){8}(?![\d\-])",
+        _check(bsn.is_valid),
+        0.4,
+        True,
+        ("bsn", "burgerservice", "sofi"),
+    ),
+    # Last: a bare nine digits is tried as a BSN first.
+    Format(
+        "ssn_bare",
+        "US",
+        r"(?<![\d\-])(?!000|666|9\d\d)\d{3}(?!00)\d{2}(?!0000)\d{4}(?![\d\-])",
+        _always,
+        0.3,
+        False,
+        SSN_CUES,
+    ),
+)
+_BY_NAME = {format.name: format for format in FORMATS}
+_ALONE = {format.name: re.compile(format.pattern) for format in FORMATS}
+
+
+@lru_cache(maxsize=256)
+def combined(names: tuple[str, ...]) -> re.Pattern:
+    return re.compile("|".join(f"(?P<{name}>{_BY_NAME[name].pattern})" for name in names))
+
+
+# Every format but the codice fiscale holds six digits in a row (give or take a separator):
+# the formats are tried only around such runs, not at every character of the text.
+AROUND = 3  # characters before a run (AB 12…, X-12…) and after it (…78Z)
+# A French NIR born in Corsica holds 2A or 2B: its run of digits stops there.
+AFTER = 14
+INTERLEAVED = ("codice_fiscale",)
+
+
+def scan_formats(scan: Scan, names: list[str], kind: str) -> Iterator[Span]:
+    """Each candidate of the formats named, validated; when the format that matched does not
+    validate, the others that match at the same place are tried (nine digits: a BSN or an SSN)."""
+    names = [
+        name for name in names if (cues := _BY_NAME[name].cues) is None or scan.mentions(*cues)
+    ]
+    text = scan.text
+    numeric = tuple(name for name in names if name not in INTERLEAVED)
+    seen: set[int] = set()
+    if numeric:
+        pattern = combined(numeric)
+        for window in scan.windows(6, before=AROUND, after=AFTER):
+            for match in pattern.finditer(text, *window):
+                if match.start() not in seen:
+                    seen.add(match.start())
+                    yield from _validated(scan, match, numeric, kind)
+    interleaved = tuple(name for name in names if name in INTERLEAVED)
+    if interleaved:
+        for match in combined(interleaved).finditer(text):
+            yield from _validated(scan, match, interleaved, kind)
+
+
+def _validated(scan: Scan, match: re.Match, names: tuple[str, ...], kind: str) -> Iterator[Span]:
+    text, first = scan.text, match.lastgroup
+    for name in [first, *(name for name in names if name != first)]:
+        found = match if name == first else _ALONE[name].match(text, match.start())
+        if found is None or not _BY_NAME[name].is_valid(found.group()):
+            continue
+        start, end = found.span()
+        format = _BY_NAME[name]
+        confidence = format.confidence + context.adjustment(text, start, end, kind)
+        yield Span(start, end, kind, confidence, format.validated)
+        return
+
+
+def find_ssns(scan: Scan) -> Iterator[Span]:
+    yield from scan_formats(scan, ["ssn", "ssn_bare"], "ssn")
+
+
+def find_national_ids(scan: Scan) -> Iterator[Span]:
+    countries = set(scan.options.id_countries)
+    names = [format.name for format in FORMATS if format.country in countries]
+    yield from scan_formats(scan, names, "national_id")

@@ -1,0 +1,47 @@
+"""IPv4 and IPv6 addresses, validated by the standard library's ipaddress."""
+
+import ipaddress
+import re
+from collections.abc import Iterator
+
+from connectors.detectors import context
+from connectors.detectors.base import Scan, Span
+
+# Not inside a longer dotted run: 3.6.5.2418 and 1.2.3.4.5 are version numbers, not addresses.
+IPV4 = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)")
+IPV6 = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{1,4})?"
+    r"(?:%[0-9A-Za-z_.]+)?(?![\w:])"
+)
+
+
+def find_ipv4(scan: Scan) -> Iterator[Span]:
+    text = scan.text
+    for window in scan.windows(4, before=0, after=2):
+        if text.count(".", *window) >= 3:
+            yield from _ipv4_in(text, window)
+
+
+def _ipv4_in(text: str, window: tuple[int, int]) -> Iterator[Span]:
+    for match in IPV4.finditer(text, *window):
+        # Leading zeros (192.168.001.010) are how some exports write them; ipaddress refuses them.
+        octets = [str(int(octet)) for octet in match.group().split(".")]
+        try:
+            ipaddress.IPv4Address(".".join(octets))
+        except ValueError:
+            continue
+        start, end = match.span()
+        yield Span(start, end, "ipv4", 0.8 + context.adjustment(text, start, end, "ipv4"))
+
+
+def find_ipv6(scan: Scan) -> Iterator[Span]:
+    text = scan.text
+    if "::" not in text and text.count(":") < 7:
+        return
+    for match in IPV6.finditer(text):
+        try:
+            ipaddress.IPv6Address(match.group())
+        except ValueError:
+            continue
+        start, end = match.span()
+        yield Span(start, end, "ipv6", 0.9 + context.adjustment(text, start, end, "ipv6"))

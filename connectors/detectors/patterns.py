@@ -1,0 +1,97 @@
+"""E-mail addresses, payment cards (Luhn) and IBANs (python-stdnum: mod 97 and the country's
+BBAN format; not its bank registry, which does not know every bank)."""
+
+import re
+from collections.abc import Iterator
+
+from stdnum import iban as stdnum_iban
+
+from connectors.detectors import context
+from connectors.detectors.base import Scan, Span
+
+DASH = "\u2010-\u2015"  # hyphens and dashes word processors put in place of "-"
+
+LOCAL_PART = re.compile(r"[\w.%+-]{1,64}$")
+DOMAIN = re.compile(r"[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
+
+
+def find_emails(scan: Scan) -> Iterator[Span]:
+    """From each "@" outwards: a regular expression that starts anywhere would try every word
+    of a long text."""
+    text, position = scan.text, 0
+    while (at := text.find("@", position)) >= 0:
+        position = at + 1
+        local = LOCAL_PART.search(text, max(0, at - 64), at)
+        domain = DOMAIN.match(text, at + 1)
+        if local and domain:
+            yield Span(local.start(), domain.end(), "email", 0.95)
+            position = domain.end()
+
+
+# A run of digit groups: the card may sit among other numbers of a row (qty, price, expiry).
+DIGIT_RUN = re.compile(rf"(?<!\d)\d(?:[ \t.\-\u00a0{DASH}]{{0,2}}\d){{12,}}(?!\d)")
+DIGITS = re.compile(r"\d+")
+# How people group card numbers: 4-4-4-4 (16), 4-4-4-4-3 (19), 4-6-5 (Amex), 4-6-4 (Diners).
+CARD_GROUPINGS = {(4, 4, 4, 4), (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4)}
+
+
+def luhn_is_valid(digits: str) -> bool:
+    total = 0
+    for position, digit in enumerate(reversed(digits)):
+        value = int(digit) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def find_cards(scan: Scan) -> Iterator[Span]:
+    """Every run of whole digit groups that is grouped like a card and passes Luhn; overlaps
+    between them (a card next to its CVV) are left to the resolver: longer wins."""
+    text = scan.text
+    for window in scan.windows(13, before=0, after=1):
+        yield from _cards_in(text, window)
+
+
+def _cards_in(text: str, window: tuple[int, int]) -> Iterator[Span]:
+    for run in DIGIT_RUN.finditer(text, *window):
+        groups = [(group.start(), group.end()) for group in DIGITS.finditer(run.group())]
+        offset = run.start()
+        for first in range(len(groups)):
+            sizes: list[int] = []
+            for last in range(first, len(groups)):
+                sizes.append(groups[last][1] - groups[last][0])
+                total = sum(sizes)
+                if total > 19:
+                    break
+                if total < 13 or (len(sizes) > 1 and tuple(sizes) not in CARD_GROUPINGS):
+                    continue
+                start, end = offset + groups[first][0], offset + groups[last][1]
+                if luhn_is_valid(re.sub(r"\D", "", text[start:end])):
+                    confidence = 0.95 + context.adjustment(text, start, end, "credit_card")
+                    yield Span(start, end, "credit_card", confidence, validated=True)
+
+
+# Country code, check digits, then groups of letters and digits separated by a space or a dash;
+# the run may take a word after the IBAN ("BIC"): the longest prefix that validates is kept.
+IBAN_RUN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ \-]?[A-Za-z0-9]){11,40}")
+IBAN_GROUP = re.compile(r"[A-Za-z0-9]+")
+
+
+def find_ibans(scan: Scan) -> Iterator[Span]:
+    """An IBAN's check digits are a run of digits right after two letters: only there is the
+    pattern tried."""
+    text, position = scan.text, 0
+    for start, _ in scan.windows(2, before=0, after=0):
+        if start < max(position, 2) or not text[start - 2 : start].isalpha():
+            continue
+        run = IBAN_RUN.match(text, start - 2)
+        if run is None:
+            continue
+        ends = [run.start() + group.end() for group in IBAN_GROUP.finditer(run.group())]
+        for end in reversed(ends):
+            compact = re.sub(r"[ \-]", "", text[run.start() : end])
+            if len(compact) < 15:
+                break
+            if len(compact) <= 34 and stdnum_iban.is_valid(compact, check_country=False):
+                yield Span(run.start(), end, "iban", 0.95, validated=True)
+                position = end
+                break

@@ -1,0 +1,168 @@
+"""Phone numbers, found and validated by phonenumbers (Google's libphonenumber) per region.
+
+A cheap pattern proposes digit runs shaped like a phone number; libphonenumber's matcher
+(leniency VALID) decides, region by region, whether one is a real number there. A number that is
+only *possible* (right length, unknown range: `+49(0) 313058901`) still counts when its shape
+says phone (a country code, a trunk 0 in brackets, an area code in brackets), or when a label
+such as "Tel." stands before it. "PO", "order", "invoice" before it, or a time of day after it,
+lower it below the line.
+"""
+
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+
+import phonenumbers
+
+from connectors.detectors import context
+from connectors.detectors.base import MIN_CONFIDENCE, Scan, Span
+
+CANDIDATE = re.compile(
+    r"(?<![\w+])(?<!\d[.:/\-])(?<!\w[\-/])"
+    r"(?:(?:(?:\+|00)\d{1,3}|\(\+\d{1,3}\))[ .\-]?(?:\(0\)[ .\-]?)?)?"  # +49, 0049, (+34), +49(0)
+    r"(?:\(\d{1,5}\)[ .\-]?)?"  # (030), (0238)-
+    r"\d(?:(?:[ .\-/]| / )?\d){5,16}"  # 0345 / 68 23 417
+    r"(?![\w]|[.:/\-]?\d|[\-/][A-Za-z])"  # a comma after is a CSV field's end
+)
+NOT_A_PHONE = re.compile(
+    r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"  # dates
+    r"|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}"
+    r"|\d{1,3}(?:\.\d{1,3}){3}"  # IPv4
+    r"|\d{3}-\d{2}-\d{4}"  # SSN
+)
+TRUNK_ZERO = re.compile(r"\(0\)")
+BRACKETED_COUNTRY = re.compile(r"^\(\+(\d{1,3})\)")
+SEPARATED = re.compile(r"[\s./()\-]")
+INTERNATIONAL, NATIONAL, UNSEPARATED = 0.9, 0.8, 0.65  # valid numbers, by how they are written
+POSSIBLE_SHAPED, POSSIBLE, POSSIBLE_UNSEPARATED = 0.6, 0.45, 0.3  # possible, not valid
+# Regions whose trunk prefix _regions_for accounts for (none, 0, or North America's optional 1);
+# for any other the library's matcher decides.
+CHECKED_TRUNK_PREFIXES = (None, "0", "1")
+LONGEST_NATIONAL = 12  # digits; a longer national run is two numbers side by side
+
+
+def find_phones(scan: Scan) -> Iterator[Span]:
+    text, regions = scan.text, scan.options.phone_regions
+    for window in scan.windows(7, before=2, after=3):
+        yield from _phones_in(scan, text, regions, window)
+
+
+def _phones_in(scan: Scan, text: str, regions: tuple[str, ...], window) -> Iterator[Span]:
+    for match in CANDIDATE.finditer(text, *window):
+        raw = match.group()
+        if sum(map(str.isdigit, raw)) < 7 or NOT_A_PHONE.fullmatch(raw):
+            continue
+        start = match.start()
+        international = raw.startswith(("+", "00", "(+"))
+        separated = bool(SEPARATED.search(raw))
+        best = INTERNATIONAL if international else NATIONAL if separated else UNSEPARATED
+        adjustment = context.adjustment(text, start, match.end(), "phone")
+        if best + adjustment < MIN_CONFIDENCE:
+            continue  # "PO 4500012345": not worth asking the library
+        found = valid_numbers(raw, regions)
+        if not found:
+            shaped = international or "(" in raw
+            likely = POSSIBLE_SHAPED if shaped else POSSIBLE if separated else POSSIBLE_UNSEPARATED
+            if likely + adjustment >= MIN_CONFIDENCE and is_possible(raw, regions):
+                found = ((0, len(raw), likely),)
+        for offset, end, confidence in found:
+            confidence = min(1.0, max(0.0, confidence + adjustment))
+            yield Span(start + offset, start + end, "phone", confidence)
+
+
+def normalized(raw: str) -> str:
+    """ "+49(0) 30…": the (0) is a trunk prefix written for national callers, blanked out;
+    "(+34) 981…" is "+34 981…". Same length, so offsets hold."""
+    raw = BRACKETED_COUNTRY.sub(lambda match: f"+{match.group(1)}  ", raw)
+    return TRUNK_ZERO.sub("   ", raw)
+
+
+@lru_cache(maxsize=65536)
+def valid_numbers(raw: str, regions: tuple[str, ...]) -> tuple[tuple[int, int, float], ...]:
+    """Where in `raw` libphonenumber finds valid numbers (leniency VALID), with a confidence
+    from how each is written."""
+    text = normalized(raw)
+    if found := _matches(text, regions):
+        return found
+    if sum(char.isdigit() for char in text) <= LONGEST_NATIONAL or text.startswith("+"):
+        return ()
+    # "4711 0171 1234567": a customer number, then the phone number; try the run without its
+    # leading or trailing groups.
+    cuts = [match.start() for match in re.finditer(r"(?<= )\S", text)]
+    for cut in cuts:
+        if found := _matches(text[cut:], regions):
+            return tuple((cut + start, cut + end, confidence) for start, end, confidence in found)
+    for cut in reversed(cuts):
+        if found := _matches(text[: cut - 1], regions):
+            return found
+    return ()
+
+
+def _matches(text: str, regions: tuple[str, ...]) -> tuple[tuple[int, int, float], ...]:
+    for region in _regions_for(text, regions):
+        if _trunk_prefix(region) in CHECKED_TRUNK_PREFIXES:
+            # What the matcher at leniency VALID checks, without its search for a number
+            # inside the text (the candidate is the number): valid, and written with its trunk
+            # prefix where the region needs one (_regions_for saw to that).
+            try:
+                number = phonenumbers.parse(text, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(number):
+                return ((0, len(text), _confidence(text)),)
+            continue
+        found = tuple(
+            (match.start, match.end, _confidence(match.raw_string))
+            for match in phonenumbers.PhoneNumberMatcher(
+                text, region, leniency=phonenumbers.Leniency.VALID
+            )
+        )
+        if found:
+            return found
+    return ()
+
+
+@lru_cache(maxsize=65536)
+def is_possible(raw: str, regions: tuple[str, ...]) -> bool:
+    text = normalized(raw)
+    for region in _regions_for(text, regions):
+        try:
+            if phonenumbers.is_possible_number(phonenumbers.parse(text, region)):
+                return True
+        except phonenumbers.NumberParseException:
+            continue
+    return False
+
+
+def _regions_for(text: str, regions: tuple[str, ...]) -> tuple[str, ...]:
+    """The regions worth asking: any one for an international number; for a national one, not
+    those whose trunk prefix it lacks (a German number written nationally starts with 0) nor
+    those where it cannot start with one (no North American number starts with 0)."""
+    if text.startswith("+"):
+        return regions[:1]
+    if text.startswith("00"):  # dialled from a region whose international prefix is 00
+        return tuple(region for region in regions if _dialling_out(region) == "00")[:1]
+    first = next((char for char in text if char.isdigit()), "")
+    return tuple(
+        region
+        for region in regions
+        if (prefix := _trunk_prefix(region)) is None or (prefix == "0") == (first == "0")
+    )
+
+
+@lru_cache(maxsize=512)
+def _trunk_prefix(region: str) -> str | None:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    return metadata.national_prefix if metadata is not None else None
+
+
+@lru_cache(maxsize=512)
+def _dialling_out(region: str) -> str | None:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    return metadata.international_prefix if metadata is not None else None
+
+
+def _confidence(raw: str) -> float:
+    if raw.startswith(("+", "00")):
+        return INTERNATIONAL
+    return NATIONAL if SEPARATED.search(raw) else UNSEPARATED
