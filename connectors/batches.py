@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 def run_batch(job_ids: list[str], *, worker: str = "") -> None:
     """Claim the jobs, run them concurrently, record each outcome as it completes."""
-    jobs = reconnecting(lifecycle.claim, job_ids, worker, what="claiming jobs")
+    jobs = reconnecting(claim_with_batch_size, job_ids, worker, what="claiming jobs")
     if not jobs:
         return
     try:  # reads credentials: a connection killed now must not cost the batch its attempt
@@ -38,6 +38,17 @@ def run_batch(job_ids: list[str], *, worker: str = "") -> None:
         run_concurrently(runtime, jobs)
     finally:
         runtime.close()
+
+
+def claim_with_batch_size(job_ids: list[str], worker: str) -> list[Job]:
+    """The RQ job's own jobs, topped up to the connector's batch size with its other queued
+    jobs (single-record requests would otherwise each run alone)."""
+    batch_size = (
+        Job.objects.filter(id__in=job_ids[:1])
+        .values_list("connector__batch_size", flat=True)
+        .first()
+    )
+    return lifecycle.claim(job_ids, worker, fill_to=batch_size or 0)
 
 
 def fail_all(jobs: list[Job], error: PipelineError) -> None:

@@ -35,18 +35,29 @@ def lease_until(now):
     return now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
 
 
-def claim(job_ids: list[str], worker: str = "") -> list[Job]:
-    """Take the claimable jobs among job_ids: running, attempts + 1, a lease, an attempt row."""
+ROW_FIELDS = ("id", "connector_id", "created_at", "enqueued_at", "next_attempt_at")
+
+
+def claim(job_ids: list[str], worker: str = "", *, fill_to: int = 0) -> list[Job]:
+    """Take the claimable jobs among job_ids: running, attempts + 1, a lease, an attempt row.
+
+    With `fill_to`, the batch is topped up to that many with the oldest other claimable jobs of
+    the same connector: records that arrived one per request (one RQ job each) then share the
+    provider's concurrency instead of running one at a time. Their own RQ jobs find them taken
+    and do nothing; nothing waits for a batch to fill."""
     now = timezone.now()
     with transaction.atomic():
-        rows = list(
-            Job.objects.select_for_update(skip_locked=True)
-            .claimable(now)
-            .filter(id__in=job_ids)
-            .values("id", "created_at", "enqueued_at", "next_attempt_at")
-        )
+        claimable = Job.objects.select_for_update(skip_locked=True).claimable(now)
+        rows = list(claimable.filter(id__in=job_ids).values(*ROW_FIELDS))
         if not rows:
             return []
+        if len(rows) < fill_to:
+            rows += (
+                claimable.filter(connector_id=rows[0]["connector_id"])
+                .exclude(id__in=[row["id"] for row in rows])
+                .order_by("created_at")
+                .values(*ROW_FIELDS)[: fill_to - len(rows)]
+            )
         ids = [row["id"] for row in rows]
         waited_ms = {
             row["id"]: max(0, int((now - waited_since(row)).total_seconds() * 1000)) for row in rows

@@ -210,3 +210,32 @@ def test_cancel_stops_only_jobs_that_are_not_running_or_finished(make_job, statu
 
     assert lifecycle.cancel([job], ADMIN) == (1 if status in CANCELLABLE else 0)
     assert status_of(job) == (Status.CANCELLED if status in CANCELLABLE else status)
+
+
+def test_a_claim_tops_its_batch_up_with_the_oldest_queued_jobs_of_its_connector(
+    make_job, make_connector
+):
+    own, *others = [make_job(Status.QUEUED) for _ in range(5)]
+    Job.objects.create(
+        connector=make_connector("elsewhere"),
+        idempotency_key="other-connector",
+        status=Status.QUEUED,
+        input_data={},
+        prompt="p",
+    )
+    running = make_job(Status.RUNNING)
+
+    claimed = lifecycle.claim([str(own.id)], fill_to=3)
+
+    assert {job.id for job in claimed} == {own.id, others[0].id, others[1].id}
+    assert all(job.connector_id == own.connector_id for job in claimed)
+    assert status_of(running) == Status.RUNNING  # untouched: not claimable
+    assert lifecycle.claim([str(others[2].id)]) != []  # without fill_to: only its own
+
+
+def test_a_claim_whose_own_jobs_are_taken_takes_nothing_else(make_job):
+    own, other = make_job(Status.QUEUED), make_job(Status.QUEUED)
+    lifecycle.claim([str(own.id)])
+
+    assert lifecycle.claim([str(own.id)], fill_to=10) == []
+    assert status_of(other) == Status.QUEUED
