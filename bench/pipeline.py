@@ -1,6 +1,6 @@
 """End-to-end overhead per record with the demo provider, through one worker.
 
-    python bench/pipeline.py [--records 2000] [--latency-ms 0] [--concurrency 8]
+    python bench/pipeline.py [--records 2000] [--latency-ms 0] [--concurrency 8] [--one-per-request]
 
 Rates are measured from the first claim to the last finish (the worker process's start-up is
 excluded; the wall time including it is printed too). With --latency-ms 0 the AI answers
@@ -25,6 +25,11 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--shapes", default=SHAPES, help="worker-class:batch-size, comma-separated")
+    parser.add_argument(
+        "--one-per-request",
+        action="store_true",
+        help="submit each record on its own, as single-record webhooks do (one RQ job each)",
+    )
     arguments = parser.parse_args()
     environment = prepare_environment()
 
@@ -38,6 +43,7 @@ def main() -> None:
     print(
         f"demo provider, latency {arguments.latency_ms:g} ms, concurrency {arguments.concurrency}"
         + (f", ideal C/L = {ideal:.0f} records/s" if ideal else "")
+        + (", one record per request" if arguments.one_per_request else "")
     )
     print(
         f"{'worker':8} {'batch':>5} {'records':>8} {'wall s':>7} {'busy s':>7} "
@@ -52,8 +58,9 @@ def main() -> None:
             latency_ms=arguments.latency_ms,
         )
         submissions = [Submission({"text": f"record {n}"}) for n in range(arguments.records)]
-        for start in range(0, len(submissions), 1000):
-            jobs.submit(connector, submissions[start : start + 1000], audit.Actor.system("bench"))
+        step = 1 if arguments.one_per_request else 1000
+        for start in range(0, len(submissions), step):
+            jobs.submit(connector, submissions[start : start + step], audit.Actor.system("bench"))
         started = time.perf_counter()
         subprocess.run(
             [
