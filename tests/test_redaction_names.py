@@ -38,6 +38,14 @@ def cued(find, text: str) -> list[str]:
         ("Gentile Sig. Marco Rossi,", ["Marco Rossi"]),  # it
         ("Geachte Dhr. Jan de Vries,", ["Jan de Vries"]),  # nl
         ("Mevr. Sanne van den Berg belde", ["Sanne van den Berg"]),
+        # Honorifics written in lower case inside a sentence
+        ("graag dhr. Pieter Bakker terugbellen", ["Pieter Bakker"]),
+        ("Beste mevrouw De Jong,", ["De Jong"]),
+        ("ha chiamato il dott. Ferri ieri", ["Ferri"]),
+        ("a la atención de D.ª Lucía Prieto", ["Lucía Prieto"]),
+        # A key that names a person, as a table column would
+        ('{"beneficiario": "Andrés Molina", "importe": 120}', ["Andrés Molina"]),
+        ('sync cliente="Paula Serra" ok', ["Paula Serra"]),
     ],
 )
 def test_person_cues_in_six_languages(text, expected):
@@ -53,6 +61,8 @@ def test_person_cues_in_six_languages(text, expected):
         "Customer: wants a refund",
         "Beste Grüße,\n",
         "Contact: 0171 1234567",
+        '{"responsable": "ventas"}',
+        "latency 12 ms Total",
     ],
 )
 def test_person_cue_lookalikes_are_left_alone(text):

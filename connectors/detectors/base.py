@@ -18,6 +18,7 @@ DEFAULT_ID_COUNTRIES = ("US", "GB", "DE", "FR", "ES", "IT", "NL")
 # Digits and what separates their groups in legacy exports: spaces, tabs, dots, dashes (and
 # the dashes word processors put instead), slashes, brackets, non-breaking spaces.
 NUMBER_RUN = re.compile(r"\d(?:[ \t.\-/()\u00a0\u2010-\u2015]{0,3}\d)*")
+SEPARATORS = re.compile(r"\D")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,19 +67,26 @@ class Scan:
         lower = self.lower
         return any(word in lower for word in words)
 
-    def windows(self, digits: int, before: int, after: int) -> Iterator[tuple[int, int]]:
+    def runs(self, digits: int) -> Iterator[tuple[int, int]]:
         """Where the runs of at least `digits` digits are (with the separators people put
-        between groups), widened by `before` and `after` characters: the numeric detectors run
-        their patterns there, not at every character of the text."""
-        if "runs" not in self.cache:
-            self.cache["runs"] = [
-                (run.start(), run.end(), sum(map(str.isdigit, run.group())))
-                for run in NUMBER_RUN.finditer(self.text)
+        between groups). One pass over the text finds them for every numeric detector."""
+        runs = self.cache.get("runs")
+        if runs is None:
+            text = self.text
+            runs = self.cache["runs"] = [
+                (start, end, end - start - len(SEPARATORS.findall(text, start, end)))
+                for start, end in map(re.Match.span, NUMBER_RUN.finditer(text))
             ]
-        length = len(self.text)
-        for start, end, count in self.cache["runs"]:
+        for start, end, count in runs:
             if count >= digits:
-                yield max(0, start - before), min(length, end + after)
+                yield start, end
+
+    def windows(self, digits: int, before: int, after: int) -> Iterator[tuple[int, int]]:
+        """The runs of at least `digits` digits, widened by `before` and `after` characters:
+        the numeric detectors run their patterns there, not at every character of the text."""
+        length = len(self.text)
+        for start, end in self.runs(digits):
+            yield max(0, start - before), min(length, end + after)
 
 
 def setting(name: str, default):

@@ -173,9 +173,10 @@ AFTER = 14
 INTERLEAVED = ("codice_fiscale",)
 
 
-def scan_formats(scan: Scan, names: list[str], kind: str) -> Iterator[Span]:
+def scan_formats(scan: Scan, names: list[str], kind: str, least: int = 6) -> Iterator[Span]:
     """Each candidate of the formats named, validated; when the format that matched does not
-    validate, the others that match at the same place are tried (nine digits: a BSN or an SSN)."""
+    validate, the others that match at the same place are tried (nine digits: a BSN or an SSN).
+    The numeric formats are tried only in runs of at least `least` digits."""
     names = [
         name for name in names if (cues := _BY_NAME[name].cues) is None or scan.mentions(*cues)
     ]
@@ -183,16 +184,43 @@ def scan_formats(scan: Scan, names: list[str], kind: str) -> Iterator[Span]:
     numeric = tuple(name for name in names if name not in INTERLEAVED)
     seen: set[int] = set()
     if numeric:
-        pattern = combined(numeric)
-        for window in scan.windows(6, before=AROUND, after=AFTER):
-            for match in pattern.finditer(text, *window):
-                if match.start() not in seen:
-                    seen.add(match.start())
+        at_letter, at_digit = _by_first_character(numeric)
+        length = len(text)
+        for run_start, run_end in scan.runs(least):
+            # The formats are tried only where one can begin: what finditer over the run
+            # would find, without trying every format at every character of it.
+            window_end, after = min(length, run_end + AFTER), 0
+            for beginning in BEGINNING.finditer(text, max(0, run_start - AROUND), run_end):
+                position = beginning.start()
+                if position < after or position in seen:
+                    continue
+                pattern = at_digit if beginning.group().isdigit() else at_letter
+                match = pattern.match(text, position, window_end) if pattern else None
+                if match is not None:
+                    seen.add(position)
+                    after = match.end()
                     yield from _validated(scan, match, numeric, kind)
     interleaved = tuple(name for name in names if name in INTERLEAVED)
     if interleaved:
         for match in combined(interleaved).finditer(text):
             yield from _validated(scan, match, interleaved, kind)
+
+
+# Where a numeric format can begin: the first digit of a group, or a letter not inside a word
+# before one (AB 12 34 56 C, X-1234567-L).
+BEGINNING = re.compile(r"(?<!\d)\d|(?<![A-Za-z0-9])[A-Za-z](?=[A-Za-z]?[ \-]?\d)")
+BEGIN_WITH_A_LETTER = frozenset({"nino", "nie"})
+
+
+@lru_cache(maxsize=256)
+def _by_first_character(
+    names: tuple[str, ...],
+) -> tuple[re.Pattern | None, re.Pattern | None]:
+    """The formats that begin with a letter, and those that begin with a digit, each as one
+    pattern in their order."""
+    letter = tuple(name for name in names if name in BEGIN_WITH_A_LETTER)
+    digit = tuple(name for name in names if name not in BEGIN_WITH_A_LETTER)
+    return (combined(letter) if letter else None), (combined(digit) if digit else None)
 
 
 def _validated(scan: Scan, match: re.Match, names: tuple[str, ...], kind: str) -> Iterator[Span]:
@@ -209,7 +237,7 @@ def _validated(scan: Scan, match: re.Match, names: tuple[str, ...], kind: str) -
 
 
 def find_ssns(scan: Scan) -> Iterator[Span]:
-    yield from scan_formats(scan, ["ssn", "ssn_bare"], "ssn")
+    yield from scan_formats(scan, ["ssn", "ssn_bare"], "ssn", least=9)
 
 
 def find_national_ids(scan: Scan) -> Iterator[Span]:

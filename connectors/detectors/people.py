@@ -30,6 +30,11 @@ HONORIFICS = (
     r"|Sr|Sra|Srta|Señor|Señora|Señorita|Doña|D\.|Dña"
     r"|Sig|Sig\.ra|Sig\.na|Signor|Signora|Signorina|Dott|Dott\.ssa|Avv"
     r"|Dhr|Mevr|Mw|Mej|De heer|Meneer|Mevrouw"
+    # Dutch, Italian, Spanish and French write these in lower case inside a sentence
+    # ("graag dhr. Jansen bellen", "il dott. Bianchi", "a la atención de D.ª Ruiz").
+    r"|dhr|mevr|mw|mej|de heer|meneer|mevrouw"
+    r"|sig|sig\.ra|sig\.na|signor|signora|signorina|dott|dott\.ssa|avv"
+    r"|sr|sra|srta|señor|señora|señorita|don|doña|D\.ª|Dª|monsieur|madame|mademoiselle"
 )
 SALUTATIONS = (
     r"Dear|Sehr geehrte[rs]?|Liebe[rs]?|Hallo|Guten Tag|Cher|Chère|Chers|Bonjour|Estimad[oa]s?"
@@ -150,6 +155,9 @@ LABELS = (
     r"|titulaire|nombre|nombre completo|apellidos?|contacto|destinatario|remitente|solicitante"
     r"|titular|nome|cognome|nominativo|referente|intestatario|naam|klantnaam|contactpersoon"
     r"|klant|ontvanger|afzender|aanvrager|voornaam|achternaam"
+    # What names a person in a table column names one in a "key": "value" pair too.
+    r"|cardholder|beneficiary|payee|bénéficiaire|beneficiaire|beneficiario|begunstigde"
+    r"|tenaamstelling|kontoinhaber(?:in)?|leidinggevende|responsable|cliente"
 )
 # Labels whose value is a name even in lower case ("name: john smith" in an export).
 STRONG_LABELS = re.compile(
