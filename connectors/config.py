@@ -89,6 +89,7 @@ def export_provider(provider: Provider) -> dict:
         "max_concurrency": provider.max_concurrency,
         "requests_per_minute": provider.requests_per_minute,
         "parameters": provider.parameters,
+        "settings": provider.settings,
         "price_per_1k_input": str(provider.price_per_1k_input.normalize()),
         "price_per_1k_output": str(provider.price_per_1k_output.normalize()),
     }
@@ -278,6 +279,7 @@ def _check_provider(item: dict, credentials: set, problems: _Problems, where: st
             item.get("base_url", ""),
             item.get("model", ""),
             item.get("parameters", {}),
+            item.get("settings") or {},
         )
     except ValidationError as error:
         problems.add(where, error)
@@ -385,6 +387,7 @@ def _provider_values(item: dict) -> dict:
         "max_concurrency": int(item.get("max_concurrency", 4)),
         "requests_per_minute": item.get("requests_per_minute"),
         "parameters": item.get("parameters") or {},
+        "settings": item.get("settings") or {},
         "price_per_1k_input": Decimal(str(item.get("price_per_1k_input", 0))),
         "price_per_1k_output": Decimal(str(item.get("price_per_1k_output", 0))),
     }

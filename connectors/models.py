@@ -115,6 +115,12 @@ class Provider(models.Model):
     )
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
     parameters = models.JSONField(default=dict, blank=True, help_text="Default request parameters.")
+    settings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The kind's own settings (max_tokens, api_version, structured_output, …); "
+        "empty: each one's default.",
+    )
     price_per_1k_input = models.DecimalField(max_digits=10, decimal_places=6, default=Decimal(0))
     price_per_1k_output = models.DecimalField(max_digits=10, decimal_places=6, default=Decimal(0))
     created_at = models.DateTimeField(auto_now_add=True)

@@ -169,6 +169,7 @@ def build_provider(provider) -> Provider:
             model=provider.model,
             timeout=provider.timeout_seconds,
             parameters=provider.parameters,
+            settings=provider.settings,
         ),
         credentials.reveal(provider.credential),
     )

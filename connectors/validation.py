@@ -31,15 +31,19 @@ def _check_plugin(registry, kind: str, config, field: str) -> dict:
         raise ValidationError({field: str(error)}) from None
 
 
-def check_provider(kind: str, base_url: str, model: str, parameters) -> None:
-    """A provider's settings are its row's fields: an error stands next to the field at fault."""
+def check_provider(kind: str, base_url: str, model: str, parameters, settings=None) -> None:
+    """A provider's settings are its row's fields plus the kind's own in `settings`: an error
+    stands next to the field at fault (a kind's own setting, next to `settings`)."""
     if kind not in PROVIDERS:
         raise ValidationError({"kind": f"unknown provider kind {kind!r}"})
-    config = {"base_url": base_url, "model": model, "parameters": parameters}
+    provider = PROVIDERS.get(kind)
+    own_settings = {} if settings is None else settings
     try:
-        PROVIDERS.get(kind).validate_config(config)
+        provider.validate_provider(base_url, model, parameters, own_settings)
     except SettingError as error:
-        raise ValidationError({error.setting: error.message}) from None
+        own = {setting.name for setting in provider.kind_settings()}
+        field = "settings" if error.setting in own else error.setting
+        raise ValidationError({field: error.message}) from None
 
 
 def check_credentials_exist(

@@ -228,3 +228,67 @@ def test_oauth2_client_secret_and_access_token_stay_out_of_jobs_logs_and_audit(
     assert "token endpoint answered HTTP 503" in dump  # the failure is recorded...
     assert CANARY_SECRET not in dump  # ...without the secret
     assert "access-1" not in dump
+
+
+def test_no_provider_kind_lets_its_key_reach_a_job_log_page_export_or_message(
+    client, admin_client, make_connector, fake_kind, credential, api_key, caplog
+):
+    """Each kind's server quotes the key it refused (a careless server does): the key is
+    scrubbed from the error before anything stores, logs or shows it."""
+    from connectors.models import Provider
+
+    caplog.set_level(logging.DEBUG)
+    fake, server = fake_kind
+    provider = Provider.objects.create(
+        name="ai",
+        kind=fake.kind,
+        base_url=server.base_url,
+        model=fake.model,
+        credential=credential,
+        settings=fake.settings,
+        timeout_seconds=5,
+    )
+    connector = make_connector(
+        "canary",
+        provider=provider,
+        inputs=[("ssn", "ssn", True)],
+        redaction=[("ssn", "mask")],
+        prompt="{{ ssn }}",
+        max_attempts=1,
+    )
+    server.script([("echo_key",), ("echo_key",)])
+    client.post(
+        "/api/v1/connectors/canary/records/",
+        data=json.dumps({"ssn": CANARY_SSN}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {api_key(connector)[1]}",
+    )
+
+    drain()
+    tested = admin_client.post(
+        reverse("admin:connectors_provider_changelist"),
+        {"action": "test_connection", "_selected_action": [str(provider.pk)]},
+        follow=True,
+    )
+
+    job = Job.objects.get()
+    assert (job.status, job.error_code) == (Job.Status.DEAD, "provider_error")
+    assert "Incorrect API key provided: ***" in job.error_message  # the failure is named...
+    assert all(CANARY_SSN not in prompt for prompt in server.prompts())
+    stored = [*Job.objects.values(), *JobAttempt.objects.values(), *AuditEvent.objects.values()]
+    assert_clean(json.dumps(stored, default=str), "the job, attempt and audit rows")
+    assert_clean(caplog.text, "the logs")
+    assert "Incorrect API key provided: ***" in tested.content.decode()
+    assert_clean(tested.content.decode(), "the Test connection message")
+    for page in (
+        reverse("admin:connectors_provider_changelist"),
+        reverse("admin:connectors_provider_change", args=[provider.pk]),
+        reverse("admin:connectors_job_change", args=[job.pk]),
+        reverse("admin:connectors_job_lineage", args=[job.pk]),
+    ):
+        response = admin_client.get(page)
+        assert response.status_code == 200, page
+        assert_clean(response.content.decode(), page)
+    exported = io.StringIO()
+    call_command("export_config", stdout=exported)
+    assert_clean(exported.getvalue(), "the export")

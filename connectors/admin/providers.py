@@ -7,13 +7,35 @@ from connectors.admin.base import AuditedModelAdmin
 from connectors.errors import PipelineError
 from connectors.models import Provider
 from connectors.pipeline import build_provider
+from connectors.providers import PROVIDERS
+
+
+def kind_settings_help() -> str:
+    """Each kind's own settings with their defaults, read from the kinds' declarations."""
+    lines = []
+    for kind in PROVIDERS.kinds():
+        own = PROVIDERS.get(kind).kind_settings()
+        if own:
+            described = ", ".join(
+                f"{setting.name} (default {setting.default})"
+                if setting.default is not None
+                else setting.name
+                for setting in own
+            )
+            lines.append(f"{kind}: {described}")
+    return (
+        'The kind\'s own settings as JSON, e.g. {"max_tokens": 2048}; empty: the defaults. '
+        + "; ".join(lines)
+        + "."
+    )
 
 
 class ProviderForm(forms.ModelForm):
     base_url = forms.URLField(
         assume_scheme="https",
         required=False,
-        help_text="e.g. https://api.openai.com/v1 or http://ollama.internal:11434/v1",
+        help_text="e.g. https://api.openai.com/v1, http://ollama.internal:11434, or your Azure "
+        "endpoint; empty for anthropic, gemini and cohere: the vendor's API.",
     )
 
     class Meta:
@@ -28,9 +50,15 @@ class ProviderForm(forms.ModelForm):
             "max_concurrency",
             "requests_per_minute",
             "parameters",
+            "settings",
             "price_per_1k_input",
             "price_per_1k_output",
         ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["settings"].help_text = kind_settings_help()
+        self.fields["model"].help_text = "The model's name; for azure_openai, the deployment's."
 
     def clean(self):
         cleaned = super().clean()
@@ -40,6 +68,7 @@ class ProviderForm(forms.ModelForm):
                 cleaned.get("base_url", ""),
                 cleaned.get("model", ""),
                 cleaned.get("parameters") or {},
+                cleaned.get("settings") or {},
             )
         except ValidationError as error:
             for field, messages_ in error.message_dict.items():
@@ -61,6 +90,8 @@ class ProviderAdmin(AuditedModelAdmin):
             try:
                 answer = build_provider(provider).test_connection()
             except PipelineError as error:
-                self.message_user(request, f"{provider.name}: {error.message}", messages.ERROR)
+                self.message_user(
+                    request, f"{provider.name}: {error.code}: {error.message}", messages.ERROR
+                )
             else:
                 self.message_user(request, f"{provider.name}: {answer}", messages.SUCCESS)

@@ -7,8 +7,16 @@ PROVIDERS = Registry(
     {
         "openai": (
             "connectors.providers.openai.OpenAIProvider",
-            "OpenAI-compatible (OpenAI, Azure OpenAI, Ollama, vLLM, llama.cpp)",
+            "OpenAI-compatible (OpenAI, vLLM, llama.cpp, Ollama's /v1)",
         ),
+        "azure_openai": (
+            "connectors.providers.azure_openai.AzureOpenAIProvider",
+            "Azure OpenAI (a deployment)",
+        ),
+        "anthropic": ("connectors.providers.anthropic.AnthropicProvider", "Anthropic (Messages)"),
+        "gemini": ("connectors.providers.gemini.GeminiProvider", "Google Gemini API"),
+        "cohere": ("connectors.providers.cohere.CohereProvider", "Cohere (Chat v2)"),
+        "ollama": ("connectors.providers.ollama.OllamaProvider", "Ollama (native /api/chat)"),
         "demo": ("connectors.providers.demo.DemoProvider", "Demo (no AI is called)"),
     },
     default="openai",

@@ -1,32 +1,31 @@
-"""Any OpenAI-compatible chat-completions API: OpenAI, Azure OpenAI, Ollama, vLLM, llama.cpp.
+"""Any OpenAI-compatible chat-completions API: OpenAI, vLLM, llama.cpp's server, Ollama's /v1.
 
-Azure OpenAI authenticates with an `api-key` header instead of a bearer token; it is recognised
-by its host name (*.openai.azure.com). Secrets never enter an error message.
+Servers differ in the structured output they accept, hence the `structured_output` setting; one
+that refuses the mode is named (structured_output_unsupported), not retried. Azure OpenAI has a
+kind of its own (azure_openai); an *.openai.azure.com base URL here still gets the `api-key`
+header, for Azure's OpenAI-compatible /openai/v1 API. Secrets never enter an error message.
 """
 
-import json
-
-import httpx
-
-from connectors import http, prompts
 from connectors.errors import ProviderError
-from connectors.plugins import MAPPING, URL, Setting, SettingError
-from connectors.providers.base import Completion, Provider
+from connectors.plugins import MAPPING, URL, Setting
+from connectors.providers.base import (
+    MODEL_NOT_FOUND,
+    ChatCompletionsProvider,
+    named_error,
+    structured_output_setting,
+)
 
-RESERVED_PARAMETERS = {"model", "messages", "response_format"}
+LISTED_MODELS_SHOWN = 10
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(ChatCompletionsProvider):
     kind = "openai"
     settings = (
         Setting("base_url", URL, required=True, help="e.g. https://api.openai.com/v1"),
         Setting("model", required=True, help="e.g. gpt-4o-mini"),
         Setting("parameters", MAPPING, help="Sent with every request, e.g. temperature."),
+        structured_output_setting(),
     )
-
-    @property
-    def base_url(self) -> str:
-        return self.config.base_url.rstrip("/")
 
     def headers(self) -> dict[str, str]:
         if not self._secret:
@@ -35,64 +34,40 @@ class OpenAIProvider(Provider):
             return {"api-key": self._secret}
         return {"Authorization": f"Bearer {self._secret}"}
 
-    def complete(self, prompt: str, *, json_schema: dict | None = None) -> Completion:
-        body = {
-            "model": self.config.model,
-            "messages": [{"role": "user", "content": prompt}],
-            **self.config.parameters,
-        }
-        if json_schema:
-            body["response_format"] = prompts.json_schema_response_format(json_schema)
-        response = self.post("/chat/completions", body)
-        return self.parse(response)
-
-    def post(self, path: str, body: dict) -> httpx.Response:
-        try:
-            response = self.client.post(self.base_url + path, json=body, headers=self.headers())
-        except httpx.HTTPError as error:
-            raise http.transport_failure(
-                error, what="provider", error_class=ProviderError
-            ) from None
-        http.classify_response(
-            response, what="provider", error_class=ProviderError, secrets=(self._secret,)
-        )
-        return response
-
-    def parse(self, response: httpx.Response) -> Completion:
-        try:
-            answer = response.json()
-            content = answer["choices"][0]["message"]["content"]
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-            raise ProviderError(
-                "provider sent a malformed answer (no choices[0].message.content)"
-            ) from None
-        if not isinstance(content, str):
-            raise ProviderError("provider sent an answer without text content")
-        usage = answer.get("usage") or {}
-        return Completion(
-            text=content,
-            tokens_in=int(usage.get("prompt_tokens") or 0),
-            tokens_out=int(usage.get("completion_tokens") or 0),
-            model=str(answer.get("model") or self.config.model),
-        )
+    def completions_url(self) -> str:
+        return self.base_url + "/chat/completions"
 
     def test_connection(self) -> str:
-        try:
-            response = self.client.get(self.base_url + "/models", headers=self.headers())
-        except httpx.HTTPError as error:
-            raise http.transport_failure(
-                error, what="provider", error_class=ProviderError
-            ) from None
-        if response.status_code == 404:  # some compatible servers have no /models
+        """The model list must name the configured model; a server without a list must answer
+        a prompt with it."""
+        response = self.exchange("GET", self.base_url + "/models")
+        if response.status_code == 404:
             completion = self.complete("Reply with OK.")
-            return f"OK: model {completion.model} answered"
-        http.classify_response(
-            response, what="provider", error_class=ProviderError, secrets=(self._secret,)
-        )
-        return f"OK: the endpoint answered and accepted the credential (model {self.config.model})"
+            return (
+                f"OK: the server does not list its models (no /models), but model "
+                f"{completion.model} answered a test prompt"
+            )
+        if not response.is_success:
+            raise self.failure(response)
+        listed = [str(item.get("id")) for item in self.answer_of(response).get("data") or []]
+        if self.config.model not in listed:
+            shown = ", ".join(listed[:LISTED_MODELS_SHOWN]) or "none"
+            hidden = len(listed) - LISTED_MODELS_SHOWN
+            more = f" and {hidden} more" if hidden > 0 else ""
+            raise named_error(
+                MODEL_NOT_FOUND,
+                f"the server does not serve model {self.config.model!r} (it lists {shown}{more})",
+            )
+        return f"OK: the server lists model {self.config.model}; {self.credential_check()}"
 
-    @classmethod
-    def check(cls, config: dict) -> None:
-        reserved = sorted(RESERVED_PARAMETERS & set(config.get("parameters", {})))
-        if reserved:
-            raise SettingError("parameters", f"parameters cannot set {', '.join(reserved)}")
+    def credential_check(self) -> str:
+        """Whether the credential was what let us in: some local servers check none."""
+        if not self._secret:
+            return "no credential is configured"
+        try:
+            anonymous = self.exchange("GET", self.base_url + "/models", headers={})
+        except ProviderError:
+            return "it accepted the credential"
+        if anonymous.is_success:
+            return "note: it answered without the credential too, so it checks none"
+        return "it accepted the credential"

@@ -1,0 +1,273 @@
+"""Google's Gemini API: POST /v1beta/models/{model}:generateContent with `x-goog-api-key`.
+
+A JSON connector asks for `responseMimeType: application/json` with a `responseSchema`, which
+takes a subset of OpenAPI 3.0 rather than JSON Schema: the schema is converted (upper-case types,
+`nullable` for `["string", "null"]`, string enums, `$ref`s inlined) and what the subset cannot
+say is dropped; Interlock still validates the answer against the full schema. A blocked prompt
+(`promptFeedback.blockReason`) or answer (`finishReason: SAFETY`, …) is permanent and named. A
+429's `RetryInfo.retryDelay` is honoured. (The Vertex AI form of the same call: not yet.)
+"""
+
+import re
+
+import httpx
+
+from connectors.errors import ProviderError
+from connectors.plugins import MAPPING, URL, Setting, SettingError
+from connectors.providers.base import (
+    CONTEXT_TOO_LONG,
+    MODEL_NOT_FOUND,
+    REFUSED,
+    Completion,
+    Provider,
+    error_body,
+    named_error,
+    truncated,
+    with_retry_after,
+)
+
+TYPES = {
+    "string": "STRING",
+    "number": "NUMBER",
+    "integer": "INTEGER",
+    "boolean": "BOOLEAN",
+    "array": "ARRAY",
+    "object": "OBJECT",
+}
+# JSON Schema keywords that mean the same in Gemini's Schema and are copied as they are.
+COPIED = (
+    "description",
+    "title",
+    "minimum",
+    "maximum",
+    "minItems",
+    "maxItems",
+    "minLength",
+    "maxLength",
+    "minProperties",
+    "maxProperties",
+    "pattern",
+)
+FORMATS = {"date-time", "float", "double", "int32", "int64"}
+MAX_REF_DEPTH = 8
+# Why the answer is withheld: permanent, since asking again sends the same prompt.
+BLOCKING_FINISH_REASONS = {
+    "SAFETY",
+    "RECITATION",
+    "BLOCKLIST",
+    "PROHIBITED_CONTENT",
+    "SPII",
+    "IMAGE_SAFETY",
+    "LANGUAGE",
+}
+RESERVED_GENERATION_CONFIG = {"responseMimeType", "responseSchema", "responseJsonSchema"}
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def gemini_schema(schema: dict) -> dict:
+    """The JSON Schema as Gemini's responseSchema (an OpenAPI 3.0 Schema subset)."""
+    definitions = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
+    return _converted(schema, definitions, 0)
+
+
+def _converted(schema, definitions: dict, depth: int) -> dict:
+    if not isinstance(schema, dict):
+        return {"type": "STRING"}
+    reference = schema.get("$ref")
+    if isinstance(reference, str):
+        name = reference.rsplit("/", 1)[-1]
+        if depth >= MAX_REF_DEPTH or name not in definitions:
+            return {"type": "STRING"}  # a recursive or outside schema cannot be expressed
+        return _converted(definitions[name], definitions, depth + 1)
+    result: dict = {key: schema[key] for key in COPIED if key in schema}
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
+    if "null" in kinds:
+        result["nullable"] = True
+        kinds.remove("null")
+    values = schema.get("enum", [schema["const"]] if "const" in schema else None)
+    if isinstance(values, list):
+        if None in values:
+            result["nullable"] = True
+        values = [value for value in values if value is not None]
+        if values and all(isinstance(value, str) for value in values):
+            kinds, result["format"], result["enum"] = ["string"], "enum", values
+        elif values and not kinds:  # numbers or booleans: keep their type, drop the list
+            kinds = [_json_type(values[0])]
+    alternatives = schema.get("anyOf") or schema.get("oneOf")
+    if isinstance(alternatives, list):
+        options = [option for option in alternatives if option != {"type": "null"}]
+        if len(options) < len(alternatives):
+            result["nullable"] = True
+        result["anyOf"] = [_converted(option, definitions, depth) for option in options]
+    if "properties" in schema and isinstance(schema["properties"], dict):
+        kinds = kinds or ["object"]
+        properties = schema["properties"]
+        result["properties"] = {
+            name: _converted(sub, definitions, depth) for name, sub in properties.items()
+        }
+        result["propertyOrdering"] = list(properties)  # Gemini otherwise sorts them
+        required = [name for name in schema.get("required") or [] if name in properties]
+        if required:
+            result["required"] = required
+    if isinstance(schema.get("items"), dict):
+        kinds = kinds or ["array"]
+        result["items"] = _converted(schema["items"], definitions, depth)
+    if schema.get("format") in FORMATS and "enum" not in result:
+        result["format"] = schema["format"]
+    kinds = [kind for kind in kinds if kind in TYPES]
+    if len(kinds) > 1:
+        result["anyOf"] = [{"type": TYPES[kind]} for kind in kinds]
+    elif kinds:
+        result["type"] = TYPES[kinds[0]]
+    elif "anyOf" not in result:
+        result["type"] = "STRING"  # any value: a string satisfies the original schema too
+    if result.get("type") == "ARRAY" and "items" not in result:
+        result["items"] = {"type": "STRING"}
+    return result
+
+
+def _json_type(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    return "integer" if isinstance(value, int) else "number"
+
+
+def retry_delay_seconds(body: dict) -> float | None:
+    """Seconds from a google.rpc.RetryInfo detail ("37s", "1.5s")."""
+    details = (body.get("error") or {}).get("details") or []
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and detail.get("@type") == RETRY_INFO:
+            found = re.fullmatch(r"(\d+(?:\.\d+)?)s", str(detail.get("retryDelay") or ""))
+            if found:
+                return float(found.group(1))
+    return None
+
+
+def blocked_categories(ratings) -> str:
+    found = [
+        f"{rating.get('category')}: {rating.get('probability')}"
+        for rating in ratings or []
+        if isinstance(rating, dict) and rating.get("blocked")
+    ]
+    return f"; {', '.join(found)}" if found else ""
+
+
+class GeminiProvider(Provider):
+    kind = "gemini"
+    reserved_parameters = frozenset({"contents"})
+    settings = (
+        Setting(
+            "base_url",
+            URL,
+            default="https://generativelanguage.googleapis.com",
+            help="Empty: Google's Gemini API.",
+        ),
+        Setting("model", required=True, help="e.g. gemini-2.5-flash"),
+        Setting(
+            "parameters",
+            MAPPING,
+            help="Request fields, e.g. generationConfig (temperature, maxOutputTokens), "
+            "safetySettings, systemInstruction.",
+        ),
+    )
+
+    @property
+    def model(self) -> str:
+        return self.config.model.removeprefix("models/")
+
+    def headers(self) -> dict[str, str]:
+        return {"x-goog-api-key": self._secret} if self._secret else {}
+
+    def complete(self, prompt: str, *, json_schema: dict | None = None) -> Completion:
+        parameters = dict(self.config.parameters)
+        generation = dict(parameters.pop("generationConfig", None) or {})
+        if json_schema:
+            generation["responseMimeType"] = "application/json"
+            generation["responseSchema"] = gemini_schema(json_schema)
+        body = {"contents": [{"role": "user", "parts": [{"text": prompt}]}], **parameters}
+        if generation:
+            body["generationConfig"] = generation
+        url = f"{self.base_url}/v1beta/models/{self.model}:generateContent"
+        return self.parse(self.send("POST", url, body=body))
+
+    def parse(self, answer: dict) -> Completion:
+        feedback = answer.get("promptFeedback") or {}
+        if feedback.get("blockReason"):
+            raise named_error(
+                REFUSED,
+                f"Gemini blocked the prompt (blockReason {feedback['blockReason']}"
+                f"{blocked_categories(feedback.get('safetyRatings'))})",
+            )
+        candidates = answer.get("candidates")
+        if not isinstance(candidates, list) or not candidates:
+            raise ProviderError("provider sent a malformed answer (no candidates)")
+        candidate = candidates[0] if isinstance(candidates[0], dict) else {}
+        reason = str(candidate.get("finishReason") or "")
+        if reason in BLOCKING_FINISH_REASONS:
+            raise named_error(
+                REFUSED,
+                f"Gemini withheld the answer (finishReason {reason}"
+                f"{blocked_categories(candidate.get('safetyRatings'))})",
+            )
+        if reason == "MAX_TOKENS":
+            raise truncated(
+                "finishReason MAX_TOKENS",
+                "raise generationConfig.maxOutputTokens in the provider's parameters",
+            )
+        parts = (candidate.get("content") or {}).get("parts") or []
+        text = "".join(
+            str(part.get("text") or "")
+            for part in parts
+            if isinstance(part, dict) and not part.get("thought")
+        )
+        usage = answer.get("usageMetadata") or {}
+        return Completion(
+            text=text,
+            tokens_in=int(usage.get("promptTokenCount") or 0),
+            # Thinking tokens are billed as output.
+            tokens_out=int(usage.get("candidatesTokenCount") or 0)
+            + int(usage.get("thoughtsTokenCount") or 0),
+            model=str(answer.get("modelVersion") or self.model),
+            stop_reason=reason,
+        )
+
+    def named_failure(self, response: httpx.Response, error: ProviderError) -> ProviderError:
+        body = error_body(response)
+        detail = body.get("error") if isinstance(body.get("error"), dict) else {}
+        status, message = detail.get("status"), self.scrub(str(detail.get("message") or ""))
+        if status == "NOT_FOUND":
+            return named_error(MODEL_NOT_FOUND, f"Gemini has no model {self.model!r}: {message}")
+        if status == "INVALID_ARGUMENT" and "exceeds the maximum number of tokens" in message:
+            return named_error(CONTEXT_TOO_LONG, f"the prompt is too long for the model: {message}")
+        delay = retry_delay_seconds(body)
+        if delay is not None and not error.permanent:
+            return with_retry_after(error, delay)
+        return error
+
+    def test_connection(self) -> str:
+        """Getting the model checks the key and the model, and that it can generateContent."""
+        model = self.send("GET", f"{self.base_url}/v1beta/models/{self.model}")
+        if "generateContent" not in (model.get("supportedGenerationMethods") or []):
+            raise named_error(MODEL_NOT_FOUND, f"model {self.model} cannot generateContent")
+        name = model.get("displayName") or model.get("name")
+        limit = model.get("inputTokenLimit")
+        return f"OK: the key was accepted and model {self.model} ({name}) can generateContent" + (
+            f" ({limit} input tokens)" if limit else ""
+        )
+
+    @classmethod
+    def check(cls, config: dict) -> None:
+        super().check(config)
+        generation = (config.get("parameters") or {}).get("generationConfig")
+        if generation is None:
+            return
+        if not isinstance(generation, dict):
+            raise SettingError("parameters", "parameters' generationConfig must be a mapping")
+        reserved = sorted(RESERVED_GENERATION_CONFIG & set(generation))
+        if reserved:
+            raise SettingError(
+                "parameters",
+                f"parameters' generationConfig cannot set {', '.join(reserved)} (a JSON "
+                "connector's schema sets them)",
+            )
