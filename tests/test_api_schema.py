@@ -144,6 +144,9 @@ CASES = {
     ),
     (RECORDS, "post", 409): records_reusing_a_key,
     (RECORDS, "post", 413): records_too_large,
+    (RECORDS, "post", 415): lambda client, key, **_: client.post(
+        RECORDS.format(slug="invoices"), "<r><text>a</text></r>", "application/xml", **bearer(key)
+    ),
     (RECORDS, "post", 422): lambda client, key, **_: post_records(
         client, "invoices", {"records": [{"text": "a"}, {"no": "text"}]}, key=key
     ),

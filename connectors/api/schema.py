@@ -15,8 +15,11 @@ ERRORS: dict[int, dict[str, str]] = {
         "empty_body": "the body is empty",
         "malformed_json": "the body is not JSON that a record can hold (syntax, NaN, 1e999)",
         "invalid_body": '"records" is not a non-empty list, the JSON nests deeper than '
-        "`limit` levels, or a chunked body is not well formed",
-        "invalid_record": "a record is not a JSON object (`index` names it)",
+        "`limit` levels, the XML is not well formed or has a DTD or entities, the CSV or form "
+        "cannot be read, its charset is not the connector's encoding, or a chunked body is not "
+        "well formed",
+        "invalid_record": "a record is not a JSON object, or a CSV row has the wrong number of "
+        "fields or cannot be decoded (`index` names it)",
         "invalid_wait": "`wait` is not a whole number from 0 to 30",
         "invalid_idempotency_key": "Idempotency-Key is not 1 to 200 printable ASCII characters",
         "invalid_webhook_id": "webhook-id is longer than 255 characters or not printable",
@@ -46,6 +49,10 @@ ERRORS: dict[int, dict[str, str]] = {
         "body_too_large": "the body is longer than `limit` bytes",
         "batch_too_large": "more than `limit` records in one request",
     },
+    415: {
+        "unsupported_media_type": "the connector does not accept the body's Content-Type "
+        "(`accepted` lists the media types it does)",
+    },
     422: {
         "missing_field": "a record lacks a required field, or a field cannot be converted "
         "(`field` and `index` name it)",
@@ -71,6 +78,9 @@ class ErrorSerializer(serializers.Serializer):
     index = serializers.IntegerField(required=False, help_text="The record's place in a batch.")
     limit = serializers.IntegerField(required=False, help_text="The limit that was exceeded.")
     retry_after = serializers.IntegerField(required=False, help_text="Seconds; as Retry-After.")
+    accepted = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="The media types accepted."
+    )
 
 
 class IntakeAcceptedSerializer(serializers.Serializer):
@@ -115,6 +125,20 @@ JOB_CODES = {
     "database_unavailable",
 }
 
+LIMITS = (
+    f"at most INTAKE_MAX_BATCH ({settings.INTAKE_MAX_BATCH}) records, in at most "
+    f"INTAKE_MAX_BODY_BYTES ({settings.INTAKE_MAX_BODY_BYTES}) bytes, nested at most 64 levels "
+    "deep. A chunked body (Transfer-Encoding: chunked) is accepted up to the same limit. The "
+    "connector's `accepts` setting says which body types it takes (default: JSON only)."
+)
+XML_BODY = {
+    "type": "string",
+    "format": "binary",
+    "description": "One XML record (the root element), or, with the connector's "
+    "`record_element`, every such element in the body as a record. Attributes and child "
+    "elements become fields by local name (namespaces dropped); a repeated child becomes a list. "
+    "DTDs and entities are refused. " + LIMITS,
+}
 RECORDS_BODY = {
     "application/json": {
         "anyOf": [
@@ -133,11 +157,23 @@ RECORDS_BODY = {
             },
             {"type": "object", "description": "One record."},
         ],
-        "description": 'One JSON record, or {"records": [...]} with at most INTAKE_MAX_BATCH '
-        f"({settings.INTAKE_MAX_BATCH}) records, in at most INTAKE_MAX_BODY_BYTES "
-        f"({settings.INTAKE_MAX_BODY_BYTES}) bytes, nested at most 64 levels deep. A chunked "
-        "body (Transfer-Encoding: chunked) is accepted up to the same limit.",
-    }
+        "description": 'One JSON record, or {"records": [...]} with ' + LIMITS,
+    },
+    "application/xml": XML_BODY,
+    "text/xml": XML_BODY,
+    "text/csv": {
+        "type": "string",
+        "format": "binary",
+        "description": "One record per row; the header row names the fields. Delimiter, "
+        "encoding and header come from the connector's settings; a row that cannot be read "
+        "refuses the whole body (`index` names it). " + LIMITS,
+    },
+    "application/x-www-form-urlencoded": {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "description": "One record; a field name is a path (`customer.email=…` is "
+        '{"customer": {"email": …}}) and a repeated name makes a list. ' + LIMITS,
+    },
 }
 
 SIGNATURE_PARAMETERS = [
@@ -207,7 +243,8 @@ RECORDS_RESPONSES = {
     **error_responses(RECORDS_CODES),
 }
 RECORDS_DESCRIPTION = (
-    'Accept one record, or {"records": [...]}, for a connector. Every refusal stores nothing. '
+    'Accept one record, or {"records": [...]}, for a connector, as JSON, XML, CSV or a form '
+    "(whichever the connector accepts; the answer is JSON). Every refusal stores nothing. "
     "A key with a signing secret must sign the request (Standard Webhooks headers over the raw "
     "body). A too large body may also be refused by a proxy or the web server in front, with "
     "a 413 whose body is not JSON."

@@ -4,15 +4,14 @@ import logging
 import math
 import time
 
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from connectors import audit, crypto, jobs, legacy_json
-from connectors.api import schema
+from connectors import audit, crypto, jobs
+from connectors.api import body_formats, schema
 from connectors.api.authentication import ApiKeyAuthentication, read_body
 from connectors.api.errors import ApiError
 from connectors.api.serializers import (
@@ -55,7 +54,7 @@ class KeyAuthenticatedView(APIView):
 
 
 class RecordsView(KeyAuthenticatedView):
-    """Accept one record, or {"records": [...]}, for a connector."""
+    """Accept one record, or many, as JSON, XML, CSV or a form, for a connector."""
 
     @extend_schema(
         description=schema.RECORDS_DESCRIPTION,
@@ -75,7 +74,7 @@ class RecordsView(KeyAuthenticatedView):
                 "invalid_idempotency_key",
                 "Idempotency-Key must be 1 to 200 printable ASCII characters.",
             )
-        records, is_batch = parse_records(request)
+        records, is_batch = parse_records(request, connector)
         submissions = [
             Submission(
                 record=record,
@@ -112,47 +111,12 @@ class RecordsView(KeyAuthenticatedView):
         return api_key.connector
 
 
-def parse_records(request) -> tuple[list, bool]:
+def parse_records(request, connector: Connector) -> tuple[list, bool]:
+    """The body's records, read as its Content-Type says, if the connector accepts that type."""
     raw = read_body(request)
-    if not raw.strip():
-        raise ApiError(400, "empty_body", "The body is empty; send a JSON record.")
-    try:
-        body = legacy_json.loads(raw)
-    except legacy_json.TooDeep as error:
-        raise ApiError(400, "invalid_body", str(error), limit=legacy_json.MAX_DEPTH) from None
-    except ValueError as error:  # also UnicodeDecodeError
-        raise ApiError(400, "malformed_json", f"The body is not valid JSON: {error}") from None
-    if isinstance(body, dict) and set(body) == {"records"}:
-        body = body["records"]
-        if not isinstance(body, list):
-            raise ApiError(400, "invalid_body", '"records" must be a list of records.')
-    is_batch = isinstance(body, list)
-    records = body if is_batch else [body]
-    if not records:
-        raise ApiError(400, "invalid_body", '"records" is empty.')
-    limit = settings.INTAKE_MAX_BATCH
-    if len(records) > limit:
-        raise ApiError(
-            413,
-            "batch_too_large",
-            f"{len(records)} records in one request; at most {limit}.",
-            limit=limit,
-        )
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise ApiError(
-                400,
-                "invalid_record",
-                f"Record {index} is a {json_type(record)}, not an object.",
-                index=index,
-            )
-    return records, is_batch
-
-
-def json_type(value) -> str:
-    return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number"
-    )
+    content_type = request._request.META.get("CONTENT_TYPE", "")
+    body = body_formats.parse_body(raw, content_type, body_formats.body_format_for(connector))
+    return body.records, body.is_batch
 
 
 def record_webhook_id(request) -> None:

@@ -34,6 +34,12 @@ class Source(Plugin):
         return None
 
     @classmethod
+    def intake_body_settings(cls, config: dict) -> dict:
+        """How the HTTP API reads a body for this kind (connectors.api.body_formats.BodyFormat's
+        fields); a kind not fed through the API takes JSON only."""
+        return {"accepts": ["json"]}
+
+    @classmethod
     def watched_folder(cls, config: dict) -> str | None:
         """A folder whose new files should trigger a poll at once (file-system events)."""
         return None
