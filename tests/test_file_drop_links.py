@@ -143,6 +143,8 @@ def test_a_device_is_moved_to_error_unopened(make_file_connector, drop_folder):
     try:
         os.mknod(drop_folder / "null.csv", stat.S_IFCHR | 0o600, os.makedev(1, 3))
     except PermissionError:
+        if os.environ.get("CI") == "true":  # CI runs as root: a skip there would hide a gap
+            pytest.fail("CI must test devices, but creating one needs CAP_MKNOD")
         pytest.skip("creating a device needs CAP_MKNOD")
 
     polling.poll(connector)
