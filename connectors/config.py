@@ -132,6 +132,11 @@ def export_connector(connector: Connector) -> dict:
         "enabled": connector.is_enabled,
         "source": exported_plugin(SOURCES, connector.source_kind, connector.source_config),
         "provider": connector.provider.name,
+        **(
+            {"fallback_providers": connector.fallback_providers}
+            if connector.fallback_providers
+            else {}
+        ),
         "input_mapping": [export_mapping(m) for m in mappings if m.direction == "input"],
         "redaction": [export_rule(rule) for rule in connector.redaction_rules.all()],
         "prompt": connector.prompt_template,
@@ -323,6 +328,9 @@ def _check_connector(item, providers: set, credentials: set, problems: _Problems
         lambda: validation.check_detector_options(
             item.get("phone_regions", []), item.get("id_countries", [])
         ),
+        lambda: validation.check_fallback_providers(
+            item.get("fallback_providers", []), item["provider"], providers
+        ),
     ]
     for check in checks:
         try:
@@ -463,6 +471,7 @@ def _apply_connector(item: dict, actor: audit.Actor, summary: ImportSummary) -> 
         "answer_pii": output.get("pii_in_answer", Connector.AnswerPII.REDACT),
         "sink_kind": sink_kind,
         "sink_config": sink,
+        "fallback_providers": item.get("fallback_providers", []),
     }
     for key in (
         "max_attempts",

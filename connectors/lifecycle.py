@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from connectors import audit
-from connectors.models import Job, JobAttempt
+from connectors.models import Job, JobAttempt, Provider
 from connectors.work import Answer, Outcome
 
 Status = Job.Status
@@ -125,6 +125,8 @@ def finish_many(results: list[tuple[Job, Outcome]]) -> int:
             error = outcome.error
             closing.append((job, _attempt_data(job, outcome, now)))
             changes = {"attempt": job.attempts}
+            if outcome.answer is not None and outcome.answer.provider:
+                changes["provider"] = outcome.answer.provider
             if error is not None:
                 changes |= {"error": error.code, "permanent": error.permanent}
             entries.append(
@@ -147,11 +149,20 @@ def _attempt_data(job: Job, outcome: Outcome, now) -> dict:
         "ai_ms": answer.ms,
         "write_ms": write_back.ms if write_back else None,
         "write_outcome": _written(outcome),
+        "provider_name": answer.provider,
         "model": answer.model,
         "tokens_in": answer.tokens_in,
         "tokens_out": answer.tokens_out,
-        "cost": job.connector.provider.cost(answer.tokens_in, answer.tokens_out),
+        "cost": answered_by(job, answer).cost(answer.tokens_in, answer.tokens_out),
     }
+
+
+def answered_by(job: Job, answer: Answer) -> Provider:
+    """The provider whose prices the answer's tokens cost: the one that answered."""
+    primary = job.connector.provider
+    if not answer.provider or answer.provider == primary.name:
+        return primary
+    return Provider.objects.filter(name=answer.provider).first() or primary
 
 
 def _close_attempts(closing: list[tuple[Job, dict]]) -> None:
@@ -184,7 +195,7 @@ def _transition(job: Job, outcome: Outcome, now) -> tuple[str, str, dict]:
     fields = {
         "lease_expires_at": None,
         "queue_wait_ms": job.queue_wait_ms,
-        "provider_name": job.connector.provider.name,
+        "provider_name": (answer.provider if answer else "") or job.connector.provider.name,
         "token_report": outcome.token_report,
         "answer_pii": outcome.answer_pii,
         "write_outcome": _written(outcome),
@@ -199,7 +210,7 @@ def _transition(job: Job, outcome: Outcome, now) -> tuple[str, str, dict]:
             "result": outcome.result,
             "tokens_in": F("tokens_in") + answer.tokens_in,
             "tokens_out": F("tokens_out") + answer.tokens_out,
-            "cost": F("cost") + job.connector.provider.cost(answer.tokens_in, answer.tokens_out),
+            "cost": F("cost") + answered_by(job, answer).cost(answer.tokens_in, answer.tokens_out),
             "ai_ms": answer.ms,
         }
     if error is None:

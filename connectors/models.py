@@ -155,6 +155,12 @@ class Connector(models.Model):
     )
     source_config = models.JSONField(default=dict, blank=True)
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="connectors")
+    fallback_providers = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Providers to try in this order when the provider's error is retryable (down, "
+        '429, 5xx, timeout), as names (["backup"]); never on a permanent error.',
+    )
     prompt_template = models.TextField(help_text="Django template syntax over the mapped fields.")
     output_format = models.CharField(
         max_length=10, choices=OutputFormat.choices, default=OutputFormat.TEXT
@@ -209,6 +215,14 @@ class Connector(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from connectors import validation
+
+        self.fallback_providers = self.fallback_providers or []
+        primary = self.provider.name if self.provider_id else ""
+        known = set(Provider.objects.values_list("name", flat=True))
+        validation.check_fallback_providers(self.fallback_providers, primary, known)
 
 
 class FieldMapping(models.Model):
@@ -528,6 +542,7 @@ class JobAttempt(models.Model):
     queue_wait_ms = models.PositiveIntegerField(null=True, blank=True)
     ai_ms = models.PositiveIntegerField(null=True, blank=True)
     write_ms = models.PositiveIntegerField(null=True, blank=True)
+    provider_name = models.CharField(max_length=100, blank=True)
     model = models.CharField(max_length=200, blank=True)
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)

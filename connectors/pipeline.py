@@ -12,6 +12,7 @@ is the worker's part (connectors.batches).
 
 import json
 import logging
+import threading
 import time
 import traceback
 from dataclasses import dataclass, replace
@@ -27,8 +28,9 @@ from connectors import (
     ratelimit,
     redaction,
 )
-from connectors.errors import OutputError, PipelineError, UnstorableValue
+from connectors.errors import OutputError, PipelineError, ProviderError, UnstorableValue
 from connectors.models import Connector, FieldMapping, Job, RedactionRule
+from connectors.models import Provider as ProviderModel
 from connectors.providers import PROVIDERS
 from connectors.providers.base import Completion, Provider, ProviderConfig
 from connectors.sinks import SINKS
@@ -127,11 +129,23 @@ def to_rule(rule: RedactionRule) -> redaction.Rule:
 
 
 @dataclass
+class Candidate:
+    """One provider a connector may ask: its row (name, limits, prices) and its built client.
+    `slots` bounds the calls in flight to a fallback at its own max_concurrency (the batch's
+    threads are already bounded by the connector's provider's)."""
+
+    row: ProviderModel
+    client: Provider
+    slots: threading.BoundedSemaphore
+
+
+@dataclass
 class Runtime:
-    """A connector made ready to run: provider and sink built with their decrypted secrets."""
+    """A connector made ready to run: providers and sink built with their decrypted secrets.
+    `providers` is the connector's provider first, then its fallbacks in their order."""
 
     connector: Connector
-    provider: Provider
+    providers: list[Candidate]
     sink: Sink
     output_fields: list[mapping.FieldSpec]
     output_schema: dict | None
@@ -143,14 +157,15 @@ class Runtime:
 
     def close(self) -> None:
         self.sink.close()
-        self.provider.close()
+        for candidate in self.providers:
+            candidate.client.close()
 
 
 def build_runtime(connector: Connector) -> Runtime:
     is_json = connector.output_format == Connector.OutputFormat.JSON
     return Runtime(
         connector=connector,
-        provider=build_provider(connector.provider),
+        providers=[candidate(row) for row in connector_providers(connector)],
         sink=build_sink(connector),
         output_fields=field_specs(connector, FieldMapping.Direction.OUTPUT),
         output_schema=connector.output_schema if is_json else None,
@@ -158,6 +173,17 @@ def build_runtime(connector: Connector) -> Runtime:
             connector_rules(connector), connector.answer_pii, **detector_options(connector)
         ),
     )
+
+
+def connector_providers(connector: Connector) -> list[ProviderModel]:
+    """The connector's provider, then its fallbacks in their order (a deleted one is skipped)."""
+    names = connector.fallback_providers or []
+    found = ProviderModel.objects.select_related("credential").in_bulk(names, field_name="name")
+    return [connector.provider] + [found[name] for name in names if name in found]
+
+
+def candidate(row: ProviderModel) -> Candidate:
+    return Candidate(row, build_provider(row), threading.BoundedSemaphore(row.max_concurrency))
 
 
 def build_provider(provider) -> Provider:
@@ -226,20 +252,20 @@ def execute(runtime: Runtime, job: Job) -> Outcome:
 
 
 def ask(runtime: Runtime, prompt: str) -> Answer:
-    """Ask the AI; when the answer is invalid, ask once more with the error (repair). The
-    answer keeps what was spent even when no valid output came."""
+    """Ask the AI; when the answer is invalid, ask once more with the error (repair), of the
+    provider that answered. The answer keeps what was spent even when no valid output came."""
     output_format, schema = runtime.connector.output_format, runtime.output_schema
     started = time.monotonic()
     answer = Answer()
     try:
-        completion = complete(runtime, prompt)
-        answer = spent(answer, completion)
+        completion, answered = complete(runtime, prompt)
+        answer = spent(replace(answer, provider=answered.name), completion)
         try:
             output = prompts.parse_output(completion.text, output_format, schema)
         except OutputError as error:
             repair = prompts.repair_prompt(prompt, completion.text, error.message)
             answer = replace(answer, repair_prompt=repair)
-            completion = complete(runtime, repair)
+            completion, _ = complete(runtime, repair, only=answered)
             answer = spent(answer, completion)
             output = prompts.parse_output(completion.text, output_format, schema)
         answer = replace(answer, output=output)
@@ -254,11 +280,25 @@ def ask(runtime: Runtime, prompt: str) -> Answer:
     return answer
 
 
-def complete(runtime: Runtime, prompt: str) -> Completion:
-    """One provider call, within the provider's requests-per-minute limit."""
-    provider = runtime.connector.provider
-    ratelimit.wait_for_slot(f"provider:{provider.name}", provider.requests_per_minute)
-    return runtime.provider.complete(prompt, json_schema=runtime.output_schema)
+def complete(
+    runtime: Runtime, prompt: str, *, only: ProviderModel | None = None
+) -> tuple[Completion, ProviderModel]:
+    """One provider call, within that provider's requests-per-minute limit, and the provider
+    that answered: the connector's own, else the next fallback while the errors are retryable
+    (down, 429, 5xx, timeout). A permanent error stops at once; when all fail, the last error
+    is the job's. `only`: that provider, no fallback (the repair goes to who answered)."""
+    chain = [c for c in runtime.providers if only is None or c.row.pk == only.pk]
+    for candidate in chain:
+        row = candidate.row
+        ratelimit.wait_for_slot(f"provider:{row.name}", row.requests_per_minute)
+        try:
+            with candidate.slots:
+                return candidate.client.complete(prompt, json_schema=runtime.output_schema), row
+        except ProviderError as error:
+            if error.permanent or candidate is chain[-1]:
+                raise
+            logger.warning("provider %s failed (%s), trying the next one", row.name, error.code)
+    raise AssertionError("a runtime always has a provider")
 
 
 def spent(answer: Answer, completion: Completion) -> Answer:

@@ -152,3 +152,17 @@ def check_choice(value, choices, field: str) -> None:
     if value not in choices.values:
         known = ", ".join(choices.values)
         raise ValidationError({field: f"{value!r} is not one of {known}"})
+
+
+def check_fallback_providers(fallbacks, primary: str, known) -> None:
+    """A connector's fallbacks: a list of other providers' names, each once."""
+    field = "fallback_providers"
+    if not isinstance(fallbacks, list) or not all(isinstance(name, str) for name in fallbacks):
+        raise ValidationError({field: 'must be a list of provider names, e.g. ["backup"]'})
+    for name in fallbacks:
+        if name not in known:
+            raise ValidationError({field: f"no provider named {name!r}"})
+        if name == primary:
+            raise ValidationError({field: f"{name!r} is the connector's own provider"})
+    if len(set(fallbacks)) != len(fallbacks):
+        raise ValidationError({field: "names a provider twice"})

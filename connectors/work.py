@@ -41,6 +41,7 @@ class Answer:
     `error` is set when no valid answer came; the rest is kept all the same (tokens were spent)."""
 
     text: str = ""
+    provider: str = ""  # the name of the provider that answered (the primary or a fallback)
     model: str = ""
     output: Any = None  # parsed and validated
     repair_prompt: str = ""

@@ -66,6 +66,7 @@ def connector_form(demo_provider, **overrides):
         "source_config": "{}",
         "batch_size": "20",
         "provider": str(demo_provider.pk),
+        "fallback_providers": "[]",
         "prompt_template": "Classify {{ text }}",
         "output_format": "text",
         "output_schema": "null",

@@ -145,6 +145,7 @@ class ConnectorForm(forms.ModelForm):
             "source_config",
             "batch_size",
             "provider",
+            "fallback_providers",
             "prompt_template",
             "output_format",
             "output_schema",
@@ -226,6 +227,7 @@ class ConnectorAdmin(AuditedModelAdmin):
             {
                 "fields": [
                     "provider",
+                    "fallback_providers",
                     "prompt_template",
                     "output_format",
                     "output_schema",
