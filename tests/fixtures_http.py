@@ -311,6 +311,16 @@ class ProviderServer(_Server):
         unknown = sorted(set(body) - known)
         return [f"undocumented fields {', '.join(unknown)}"] if unknown else []
 
+    @classmethod
+    def body_problems(cls, body, known: set[str], *, needs_model: bool = False) -> list[str]:
+        """What every vendor's JSON body shares: an object, documented fields only, a model."""
+        if not isinstance(body, dict):
+            return ["the body must be a JSON object"]
+        problems = cls.unknown_fields(body, known)
+        if needs_model and (not isinstance(body.get("model"), str) or not body["model"]):
+            problems.append("model is required")
+        return problems
+
 
 def check_messages(messages, roles: set[str]) -> list[str]:
     if not isinstance(messages, list) or not messages:
@@ -379,11 +389,9 @@ class AnthropicServer(ProviderServer):
         if (request.method, request.path) != ("POST", "/v1/messages"):
             return [*problems, "no such endpoint"]
         body = request.body
+        problems += self.body_problems(body, self.FIELDS, needs_model=True)
         if not isinstance(body, dict):
-            return [*problems, "the body must be a JSON object"]
-        problems += self.unknown_fields(body, self.FIELDS)
-        if not isinstance(body.get("model"), str) or not body["model"]:
-            problems.append("model is required")
+            return problems
         if type(body.get("max_tokens")) is not int or body["max_tokens"] < 1:
             problems.append("max_tokens is required and must be a positive integer")
         problems += check_messages(body.get("messages"), {"user", "assistant"})
@@ -577,9 +585,9 @@ class GeminiServer(ProviderServer):
         if request.method != "POST" or not is_generate:
             return [*problems, "no such endpoint"]
         body = request.body
+        problems += self.body_problems(body, self.FIELDS)
         if not isinstance(body, dict):
-            return [*problems, "the body must be a JSON object"]
-        problems += self.unknown_fields(body, self.FIELDS)
+            return problems
         contents = body.get("contents")
         if not isinstance(contents, list) or not contents:
             problems.append("contents must be a non-empty list")
@@ -744,11 +752,9 @@ class CohereServer(ProviderServer):
         if (request.method, request.path) != ("POST", "/v2/chat"):
             return [*problems, "no such endpoint"]
         body = request.body
+        problems += self.body_problems(body, self.FIELDS, needs_model=True)
         if not isinstance(body, dict):
-            return [*problems, "the body must be a JSON object"]
-        problems += self.unknown_fields(body, self.FIELDS)
-        if not isinstance(body.get("model"), str) or not body["model"]:
-            problems.append("model is required")
+            return problems
         problems += check_messages(body.get("messages"), {"user", "assistant", "system", "tool"})
         if body.get("stream") is not False:
             problems.append("this endpoint answers stream: false requests")
@@ -953,9 +959,9 @@ class AzureOpenAIServer(ProviderServer):
         if request.query.get("api-version") not in self.API_VERSIONS:
             problems.append("api-version must be a known version")
         body = request.body
+        problems += self.body_problems(body, CHAT_FIELDS)
         if not isinstance(body, dict):
-            return [*problems, "the body must be a JSON object"]
-        problems += self.unknown_fields(body, CHAT_FIELDS)
+            return problems
         problems += check_messages(body.get("messages"), {"system", "user", "assistant", "tool"})
         problems += response_format_problems(body.get("response_format"))
         return problems
@@ -1066,9 +1072,9 @@ class LlamaCppServer(ProviderServer):
         if (request.method, request.path) != ("POST", "/v1/chat/completions"):
             return [*problems, "no such endpoint"]
         body = request.body
+        problems += self.body_problems(body, CHAT_FIELDS)
         if not isinstance(body, dict):
-            return [*problems, "the body must be a JSON object"]
-        problems += self.unknown_fields(body, CHAT_FIELDS)
+            return problems
         problems += check_messages(body.get("messages"), {"system", "user", "assistant"})
         return problems + response_format_problems(body.get("response_format"))
 
