@@ -2,12 +2,15 @@
 negatives that look like it (order numbers, SKUs, timestamps, versions)."""
 
 import itertools
+import random
 import subprocess
 import sys
 
+import phonenumbers
 import pytest
 
-from connectors.detectors import DETECTORS, find_spans
+from connectors.detectors import DETECTORS, find_spans, phones
+from connectors.detectors.base import DEFAULT_PHONE_REGIONS
 from connectors.redaction import Rule, redact
 
 KEY = b"test-key"
@@ -84,6 +87,43 @@ def test_phone_lookalikes_are_left_alone(text):
 def test_phone_regions_come_from_the_connector_or_the_default():
     assert found("Handy 0171 1234567", "phone", phone_regions=["DE"]) == ["0171 1234567"]
     assert found("Handy 0171 1234567", "phone", phone_regions=["US"]) == []
+
+
+def _generated_phone_candidates(count: int) -> list[str]:
+    """Digit runs written the ways people write phone numbers, most of them no real number."""
+    rng = random.Random(7)
+    prefixes = ["", "", "", "+49 ", "+44 ", "+1 ", "0049 ", "+33 ", "+39 ", "+31 ", "+34 "]
+    prefixes += ["(+34) ", "+49(0) ", "0", "00", "1", "49", "44", "011 "]
+    candidates = []
+    for _ in range(count):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(5, 13)))
+        groups = [digits[index : index + 3] for index in range(0, len(digits), 3)]
+        text = rng.choice(prefixes) + rng.choice(["", " ", "-", ".", "/"]).join(groups)
+        if rng.random() < 0.1:
+            text = f"(0{digits[:3]}) {digits[3:]}"
+        candidates.append(phones.normalized(text))
+    return candidates
+
+
+@pytest.mark.parametrize("regions", [DEFAULT_PHONE_REGIONS, ("DE",), ("US", "CA"), ("IT", "GB")])
+def test_the_phone_pre_check_never_turns_away_a_number_libphonenumber_takes(regions):
+    """The detector asks libphonenumber only about candidates that fit a region's general
+    pattern; what it finds must be exactly what parse and is_valid_number alone would find."""
+
+    def by_the_library_alone(text: str) -> bool:
+        for region in phones._regions_for(text, regions):
+            try:
+                number = phonenumbers.parse(text, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(number):
+                return True
+        return False
+
+    candidates = _generated_phone_candidates(3000)
+    expected = [by_the_library_alone(text) for text in candidates]
+    assert any(expected) and not all(expected)  # the sample holds both
+    assert [bool(phones._matches(text, regions)) for text in candidates] == expected
 
 
 @pytest.mark.parametrize(

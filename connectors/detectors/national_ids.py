@@ -182,22 +182,17 @@ def scan_formats(scan: Scan, names: list[str], kind: str, least: int = 6) -> Ite
     ]
     text = scan.text
     numeric = tuple(name for name in names if name not in INTERLEAVED)
-    seen: set[int] = set()
+    after = 0
     if numeric:
-        at_letter, at_digit = _by_first_character(numeric)
-        length = len(text)
+        pattern, length = _numeric(numeric), len(text)
         for run_start, run_end in scan.runs(least):
-            # The formats are tried only where one can begin: what finditer over the run
-            # would find, without trying every format at every character of it.
-            window_end, after = min(length, run_end + AFTER), 0
-            for beginning in BEGINNING.finditer(text, max(0, run_start - AROUND), run_end):
-                position = beginning.start()
-                if position < after or position in seen:
-                    continue
-                pattern = at_digit if beginning.group().isdigit() else at_letter
-                match = pattern.match(text, position, window_end) if pattern else None
-                if match is not None:
-                    seen.add(position)
+            # Only around the runs of digits, not over the whole text: the regular expression
+            # engine's own scan tries each place a format can begin.
+            start = max(0, run_start - AROUND)
+            if start < after:
+                start = after
+            for match in pattern.finditer(text, start, min(length, run_end + AFTER)):
+                if match.start() < run_end:
                     after = match.end()
                     yield from _validated(scan, match, numeric, kind)
     interleaved = tuple(name for name in names if name in INTERLEAVED)
@@ -207,20 +202,13 @@ def scan_formats(scan: Scan, names: list[str], kind: str, least: int = 6) -> Ite
 
 
 # Where a numeric format can begin: the first digit of a group, or a letter not inside a word
-# before one (AB 12 34 56 C, X-1234567-L).
-BEGINNING = re.compile(r"(?<!\d)\d|(?<![A-Za-z0-9])[A-Za-z](?=[A-Za-z]?[ \-]?\d)")
-BEGIN_WITH_A_LETTER = frozenset({"nino", "nie"})
+# before one (AB 12 34 56 C, X-1234567-L). One check at each place, before the formats.
+BEGINNING = r"(?:(?<!\d)(?=\d)|(?<![A-Za-z0-9])(?=[A-Za-z][A-Za-z]?[ \-]?\d))"
 
 
 @lru_cache(maxsize=256)
-def _by_first_character(
-    names: tuple[str, ...],
-) -> tuple[re.Pattern | None, re.Pattern | None]:
-    """The formats that begin with a letter, and those that begin with a digit, each as one
-    pattern in their order."""
-    letter = tuple(name for name in names if name in BEGIN_WITH_A_LETTER)
-    digit = tuple(name for name in names if name not in BEGIN_WITH_A_LETTER)
-    return (combined(letter) if letter else None), (combined(digit) if digit else None)
+def _numeric(names: tuple[str, ...]) -> re.Pattern:
+    return re.compile(BEGINNING + combined(names).pattern)
 
 
 def _validated(scan: Scan, match: re.Match, names: tuple[str, ...], kind: str) -> Iterator[Span]:

@@ -52,6 +52,8 @@ STOPWORDS = frozenset().union(*_WORDS_BY_LANGUAGE.values())
 WORD = re.compile(r"[^\W\d_]+")
 NAME_LIKE = re.compile(r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+")
 SEGMENT = re.compile(r"[^\n\t|;]+")
+SPACED = re.compile(r"\S+")
+CONTEXT_WORDS = 4  # words either side of a capitalised one
 
 _models: dict[str, Any] = {}
 _locks: dict[str, threading.Lock] = {}
@@ -118,20 +120,36 @@ def load(name: str):
 
 
 def segments(text: str) -> list[tuple[int, str]]:
-    """The parts of `text` worth giving to the model, with their offsets."""
+    """The parts of `text` worth giving to the model, with their offsets: around each
+    capitalised word that is not a function word, CONTEXT_WORDS words either side (what the
+    recognizer needs to tell a name from a product), merged where they meet."""
     found = []
     for match in SEGMENT.finditer(text):
-        piece = match.group()
-        if not any(word.lower() not in STOPWORDS for word in NAME_LIKE.findall(piece)):
-            continue
-        start = match.start()
-        while len(piece) > MAX_SEGMENT:
-            cut = piece.rfind(". ", 0, MAX_SEGMENT)
-            cut = cut + 2 if cut > 0 else piece.rfind(" ", 0, MAX_SEGMENT) + 1 or MAX_SEGMENT
-            found.append((start, piece[:cut]))
-            start, piece = start + cut, piece[cut:]
-        found.append((start, piece))
+        piece, offset = match.group(), match.start()
+        words = [word.span() for word in SPACED.finditer(piece)]
+        windows: list[list[int]] = []
+        for index, (start, end) in enumerate(words):
+            if not _names_something(piece[start:end]):
+                continue
+            first = words[max(0, index - CONTEXT_WORDS)][0]
+            last = words[min(len(words) - 1, index + CONTEXT_WORDS)][1]
+            if windows and first <= windows[-1][1] + 1:
+                windows[-1][1] = max(windows[-1][1], last)
+            else:
+                windows.append([first, last])
+        for start, end in windows:
+            while end - start > MAX_SEGMENT:
+                chunk = piece[start : start + MAX_SEGMENT]
+                cut = chunk.rfind(". ")
+                cut = cut + 2 if cut > 0 else chunk.rfind(" ") + 1 or MAX_SEGMENT
+                found.append((offset + start, piece[start : start + cut]))
+                start += cut
+            found.append((offset + start, piece[start:end]))
     return found
+
+
+def _names_something(word: str) -> bool:
+    return any(name.lower() not in STOPWORDS for name in NAME_LIKE.findall(word))
 
 
 def entities(texts: Sequence[str]) -> list[list[tuple[int, int, str]]]:
