@@ -32,13 +32,25 @@ DECISIONS = (APPROVE, EDIT, REJECT)
 REPORT_GRACE = timedelta(seconds=2)
 
 
-class ReviewRefused(Exception):
-    """A decision that cannot be taken; `status` and `code` as the API answers them, `field`
-    the form field at fault."""
+# Why a decision is refused, with the HTTP status the review API answers it with.
+REFUSALS = {
+    "invalid_decision": 400,
+    "reason_required": 400,
+    "invalid_answer": 400,
+    "review_not_found": 404,
+    "already_decided": 409,
+    "review_changed": 409,
+    "second_approver_required": 409,
+}
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+
+class ReviewRefused(Exception):
+    """A decision that cannot be taken; `code` as the API answers it (its status in REFUSALS),
+    `field` the form field at fault."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
+        self.status, self.code, self.message, self.field = REFUSALS[code], code, message, field
 
 
 @dataclass(frozen=True)
@@ -59,14 +71,16 @@ def decide(
     answer: Any = None,
     reason: str = "",
     final: bool = False,
+    via: str = "",
 ) -> Decided:
     """Approve, edit (with `answer`, validated against the connector's schema) or reject (with
-    a `reason`). `final`: the scheduler's deadline approval, which needs no second person."""
+    a `reason`). `final`: the scheduler's deadline approval, which needs no second person.
+    `via` says where the decision was taken (admin, API token, deadline), for the evidence."""
     if decision not in DECISIONS:
-        raise ReviewRefused(400, "invalid_decision", "decision must be approve, edit or reject")
+        raise ReviewRefused("invalid_decision", "decision must be approve, edit or reject")
     reason = (reason or "").strip()
     if decision == REJECT and not reason:
-        raise ReviewRefused(400, "reason_required", "Say why it is rejected.", field="reason")
+        raise ReviewRefused("reason_required", "Say why it is rejected.", field="reason")
     now = timezone.now()
     with transaction.atomic():
         job = (
@@ -77,24 +91,24 @@ def decide(
         )
         review = Review.objects.filter(job_id=job_id).first() if job else None
         if review is None:
-            raise ReviewRefused(404, "review_not_found", f"No held job {job_id}.")
+            raise ReviewRefused("review_not_found", f"No held job {job_id}.")
         if not review.is_waiting or job.status != Status.AWAITING_REVIEW:
             raise already_decided(review)
         connector = job.connector
         edited = None
         if decision == EDIT:
             edited = checked_answer(connector, answer)
+        context = {"via": via} if via else {}
         if decision == REJECT:
-            outcome = reject(job, review, actor, reason, now)
+            outcome = reject(job, review, actor, reason, now, context)
         else:
-            outcome = approve(job, review, actor, edited, reason, now, final=final)
+            outcome = approve(job, review, actor, edited, reason, now, context, final=final)
     return Decided(str(job_id), outcome, connector.slug)
 
 
 def already_decided(review: Review) -> ReviewRefused:
     by = f" by {review.decided_by}" if review.decided_by else ""
     return ReviewRefused(
-        409,
         "already_decided",
         f"This job was already decided{by} ({review.get_decision_display().lower()}); "
         "nothing was changed.",
@@ -110,7 +124,6 @@ def claim_review(review: Review, **values) -> None:
         current = Review.objects.get(job_id=review.job_id)
         if current.is_waiting:
             raise ReviewRefused(
-                409,
                 "review_changed",
                 f"{current.first_approved_by or 'Someone'} acted on this job meanwhile; "
                 "look at it again.",
@@ -118,7 +131,7 @@ def claim_review(review: Review, **values) -> None:
         raise already_decided(current)
 
 
-def reject(job: Job, review: Review, actor: audit.Actor, reason: str, now) -> str:
+def reject(job: Job, review: Review, actor: audit.Actor, reason: str, now, context: dict) -> str:
     claim_review(
         review, decision=Decision.REJECTED, decided_by=actor.name, decided_at=now, reason=reason
     )
@@ -129,14 +142,14 @@ def reject(job: Job, review: Review, actor: audit.Actor, reason: str, now) -> st
         error_code="rejected",
         error_message=f"rejected by a reviewer: {reason}"[:2000],
     )
-    record(job, "review.rejected", actor, {"reason": reason})
+    record(job, "review.rejected", actor, {"reason": reason, **context})
     return Decision.REJECTED
 
 
-def approve(job, review, actor, edited, reason: str, now, *, final: bool) -> str:
+def approve(job, review, actor, edited, reason: str, now, context: dict, *, final: bool) -> str:
     """Approve the answer as it is, or the edited one; with four eyes the first approval of an
     answer only records who gave it."""
-    changes: dict = {"reason": reason} if reason else {}
+    changes: dict = {"reason": reason, **context} if reason else dict(context)
     if edited is not None:
         output, result = edited
         changes |= audit.diff(
@@ -154,7 +167,6 @@ def approve(job, review, actor, edited, reason: str, now, *, final: bool) -> str
         return "first_approval"
     if needs_second and review.first_approved_by == actor.name:
         raise ReviewRefused(
-            409,
             "second_approver_required",
             f"{actor.name} approved this answer already; a second, different person must "
             "approve it.",
@@ -195,7 +207,7 @@ def checked_answer(connector: Connector, answer: Any) -> tuple[dict, dict]:
         if isinstance(answer, dict):
             answer = answer.get("text")
         if not isinstance(answer, str):
-            raise ReviewRefused(400, "invalid_answer", "The answer must be text.", field="answer")
+            raise ReviewRefused("invalid_answer", "The answer must be text.", field="answer")
         text = answer
     try:
         output = prompts.parse_output(text, connector.output_format, connector.output_schema)
@@ -203,9 +215,9 @@ def checked_answer(connector: Connector, answer: Any) -> tuple[dict, dict]:
             output, pipeline.field_specs(connector, FieldMapping.Direction.OUTPUT)
         )
     except PipelineError as error:
-        raise ReviewRefused(400, "invalid_answer", error.message, field="answer") from None
+        raise ReviewRefused("invalid_answer", error.message, field="answer") from None
     if problem := legacy_json.unstorable([output, result]):
-        raise ReviewRefused(400, "invalid_answer", f"The answer holds {problem}.", field="answer")
+        raise ReviewRefused("invalid_answer", f"The answer holds {problem}.", field="answer")
     return output, result
 
 

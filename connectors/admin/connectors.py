@@ -157,7 +157,13 @@ class ConnectorForm(forms.ModelForm):
             "max_attempts",
             "retention_days",
             "poll_interval_seconds",
+            "review_policy",
+            "review_condition",
+            "review_four_eyes",
+            "review_deadline_hours",
+            "review_deadline_action",
         ]
+        widgets = {"review_condition": forms.Textarea(attrs={"rows": 2, "cols": 80})}
 
     def clean(self):
         cleaned = super().clean()
@@ -181,6 +187,12 @@ class ConnectorForm(forms.ModelForm):
             ),
             lambda: validation.check_detector_options(
                 cleaned.get("phone_regions") or [], cleaned.get("id_countries") or []
+            ),
+            lambda: validation.check_review(
+                cleaned.get("review_policy", ""),
+                cleaned.get("review_condition", ""),
+                cleaned.get("output_format", ""),
+                cleaned.get("output_schema"),
             ),
         ]
         for check in checks:
@@ -236,6 +248,18 @@ class ConnectorAdmin(AuditedModelAdmin):
             },
         ),
         ("Redaction", {"fields": ["phone_regions", "id_countries"], "classes": ["collapse"]}),
+        (
+            "Review before write-back",
+            {
+                "fields": [
+                    "review_policy",
+                    "review_condition",
+                    "review_four_eyes",
+                    "review_deadline_hours",
+                    "review_deadline_action",
+                ]
+            },
+        ),
         ("Write-back", {"fields": ["sink_kind", "sink_config"]}),
         ("Retries and retention", {"fields": ["max_attempts", "retention_days"]}),
         ("Polling", {"fields": ["poll_interval_seconds"], "classes": ["collapse"]}),
