@@ -12,7 +12,6 @@ asking the AI again.
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -29,7 +28,6 @@ Status = Job.Status
 Decision = Review.Decision
 APPROVE, EDIT, REJECT = "approve", "edit", "reject"
 DECISIONS = (APPROVE, EDIT, REJECT)
-REPORT_GRACE = timedelta(seconds=2)
 
 
 # Why a decision is refused, with the HTTP status the review API answers it with.
@@ -233,7 +231,7 @@ def report_rejections(now=None) -> int:
         Review.objects.filter(
             decision=Decision.REJECTED,
             failure_reported_at__isnull=True,
-            decided_at__lt=now - REPORT_GRACE,
+            decided_at__lte=now,
         )
         .select_related("job", "connector__provider")
         .order_by("decided_at")[:200]
