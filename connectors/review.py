@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from connectors import audit, jobs, legacy_json, mapping, pipeline, prompts
 from connectors.errors import PipelineError
-from connectors.models import Connector, FieldMapping, Job, Review
+from connectors.models import AuditEvent, Connector, FieldMapping, Job, Review
 from connectors.work import Delivery
 
 logger = logging.getLogger(__name__)
@@ -269,3 +269,41 @@ def report_rejections(now=None) -> int:
         finally:
             sink.close()
     return reported
+
+
+# --- Evidence ---------------------------------------------------------------------------------
+
+
+def evidence(job: Job) -> dict | None:
+    """The review of a job for its lineage: why it was held, the AI's own answer, and every
+    decision with who, when, the reason and the before/after of an edit."""
+    held = Review.objects.filter(job_id=job.id).first()
+    if held is None:
+        return None
+    decisions = AuditEvent.objects.filter(
+        object_type="review", object_id=str(job.id), action__startswith="review."
+    ).order_by("sequence")
+    return {
+        "rule": held.rule,
+        "held_at": held.held_at.isoformat(),
+        "deadline": held.deadline.isoformat(),
+        "held_answer": held.held_output,
+        "decision": held.decision or "waiting",
+        "decided_by": held.decided_by or None,
+        "decided_at": held.decided_at.isoformat() if held.decided_at else None,
+        "reason": held.reason or None,
+        "first_approved_by": held.first_approved_by or None,
+        "failure_reported_at": (
+            held.failure_reported_at.isoformat() if held.failure_reported_at else None
+        ),
+        "decisions": [
+            {
+                "sequence": event.sequence,
+                "action": event.action,
+                "actor": event.actor,
+                "at": event.created_at.isoformat(),
+                "changes": event.changes,
+            }
+            for event in decisions
+        ],
+    }

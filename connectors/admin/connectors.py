@@ -405,7 +405,7 @@ class ConnectorAdmin(AuditedModelAdmin):
                         changes={"tokens_in": shown.tokens_in, "tokens_out": shown.tokens_out},
                     )
                 else:
-                    shown = preview.preview(connector, record)
+                    shown, problem = self.preview_with_answer(request, connector, record)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Preview: {connector.name}",
@@ -422,8 +422,22 @@ class ConnectorAdmin(AuditedModelAdmin):
             if shown and not shown.error
             else [],
             "can_try": self.has_change_permission(request, connector),
+            "sample_answer": request.POST.get("sample_answer", ""),
+            "asks_for_answer": connector.review_policy == Connector.ReviewPolicy.CONDITION,
         }
         return TemplateResponse(request, "admin/connectors/connector/preview.html", context)
+
+    def preview_with_answer(self, request, connector, record) -> tuple:
+        """Preview, and whether the review policy holds it given the pasted sample answer."""
+        shown = preview.preview(connector, record)
+        text = request.POST.get("sample_answer", "").strip()
+        if not text:
+            return preview.judge(connector, shown), ""
+        try:
+            answer = json.loads(text)
+        except json.JSONDecodeError as error:
+            return shown, f"The sample answer is not valid JSON: {error.msg}."
+        return preview.judge(connector, shown, answer), ""
 
     def has_issue_key_permission(self, request) -> bool:
         return request.user.has_perm("connectors.add_apikey")
