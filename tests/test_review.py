@@ -97,7 +97,7 @@ def test_an_answer_the_condition_holds_waits_and_nothing_is_written(
     assert job.finished_at is None and job.lease_expires_at is None
     # The token map waits with the job, encrypted: the SSN is nowhere in the row in clear.
     assert json.loads(crypto.decrypt(job.encrypted_tokens)) == {"<SSN_1>": CANARY_SSN}
-    row = json.dumps(list(Job.objects.filter(id=job.id).values())[0], default=str)
+    row = json.dumps(Job.objects.filter(id=job.id).values().get(), default=str)
     assert CANARY_SSN not in row
     assert JobAttempt.objects.get(job=job).outcome == "held"
     event = AuditEvent.objects.get(action="job.held")
