@@ -285,3 +285,44 @@ def test_two_reviewers_racing_act_once(client, key, openai_server, callback_serv
     assert decisions.count() == 1
     expected = 1 if "approved" in outcomes else 0
     assert len(callback_server.received) == expected
+
+
+def test_a_held_job_survives_a_worker_sigkill_and_a_redis_flush(
+    client, key, openai_server, callback_server, settings, redis_url, redis_client
+):
+    import signal
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from connectors import jobs
+    from tests.worker import start_worker_process
+
+    openai_server.reply(answer(confidence=0.3))
+    job = send(client, key, {"note": "Invoice 9", "amount": 70, "ssn": CANARY_SSN})
+    worker = start_worker_process(settings, redis_url)
+    try:
+        deadline = time.monotonic() + 30
+        while Job.objects.get(id=job.id).status != "awaiting_review":
+            assert time.monotonic() < deadline and worker.poll() is None, "never held"
+            time.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    redis_client.flushdb()
+    later = timezone.now() + timedelta(hours=1)  # past every lease and grace
+
+    assert jobs.reconcile(now=later) == {"lost": 0, "stale_queued": 0, "enqueued": 0}
+    run_worker()
+
+    job.refresh_from_db()
+    assert job.status == "awaiting_review"
+    assert Review.objects.get(job=job).is_waiting
+    assert json.loads(crypto.decrypt(job.encrypted_tokens)) == {"<SSN_1>": CANARY_SSN}
+    assert callback_server.received == []
+    review.decide(job.id, ALICE, "approve")
+    settle()
+    assert Job.objects.get(id=job.id).status == "succeeded"
+    assert len(callback_server.received) == 1
+    assert len(openai_server.requests) == 1
