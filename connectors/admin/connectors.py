@@ -165,6 +165,15 @@ class ConnectorForm(forms.ModelForm):
         ]
         widgets = {"review_condition": forms.Textarea(attrs={"rows": 2, "cols": 80})}
 
+    # A form posted without them (a script written before reviews existed) keeps the values the
+    # connector has: a ModelForm leaves fields that are not in the data as they are.
+    KEPT_WHEN_ABSENT = ("review_policy", "review_deadline_hours", "review_deadline_action")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in self.KEPT_WHEN_ABSENT:
+            self.fields[name].required = False
+
     def clean(self):
         cleaned = super().clean()
         source_kind, source_config = cleaned.get("source_kind", ""), cleaned.get("source_config")
@@ -189,7 +198,7 @@ class ConnectorForm(forms.ModelForm):
                 cleaned.get("phone_regions") or [], cleaned.get("id_countries") or []
             ),
             lambda: validation.check_review(
-                cleaned.get("review_policy", ""),
+                cleaned.get("review_policy") or self.instance.review_policy,
                 cleaned.get("review_condition", ""),
                 cleaned.get("output_format", ""),
                 cleaned.get("output_schema"),
