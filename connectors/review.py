@@ -9,6 +9,7 @@ the stored (perhaps edited) result back, as for a retry after a failed write-bac
 asking the AI again.
 """
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -70,10 +71,13 @@ def decide(
     reason: str = "",
     final: bool = False,
     via: str = "",
+    seen: str = "",
 ) -> Decided:
     """Approve, edit (with `answer`, validated against the connector's schema) or reject (with
     a `reason`). `final`: the scheduler's deadline approval, which needs no second person.
-    `via` says where the decision was taken (admin, API token, deadline), for the evidence."""
+    `via` says where the decision was taken (admin, API token, deadline), for the evidence.
+    `seen`: the digest of the answer the reviewer looked at (answer_digest); when it was edited
+    since, nothing is decided (approving an answer one has not read is no approval)."""
     if decision not in DECISIONS:
         raise ReviewRefused("invalid_decision", "decision must be approve, edit or reject")
     reason = (reason or "").strip()
@@ -92,6 +96,12 @@ def decide(
             raise ReviewRefused("review_not_found", f"No held job {job_id}.")
         if not review.is_waiting or job.status != Status.AWAITING_REVIEW:
             raise already_decided(review)
+        if seen and seen != answer_digest(job.output):
+            raise ReviewRefused(
+                "review_changed",
+                f"{review.first_approved_by or 'Someone'} edited the answer since you opened "
+                "it; look at it again.",
+            )
         connector = job.connector
         edited = None
         if decision == EDIT:
@@ -102,6 +112,12 @@ def decide(
         else:
             outcome = approve(job, review, actor, edited, reason, now, context, final=final)
     return Decided(str(job_id), outcome, connector.slug)
+
+
+def answer_digest(output: Any) -> str:
+    """A short fingerprint of an answer, for "the answer I looked at" in a decision."""
+    text = json.dumps(output, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def already_decided(review: Review) -> ReviewRefused:

@@ -44,6 +44,7 @@ def test_the_queue_lists_held_answers_oldest_first_without_secrets(
     assert [item["job"] for item in reviews] == [str(first.id), str(second.id)]
     assert reviews[0]["record"] == {"text": "Invoice 12345 over 3 chairs", "ssn": "<SSN_1>"}
     assert reviews[0]["rule"] == "always" and reviews[0]["four_eyes"] is False
+    assert reviews[0]["answer_digest"] == review.answer_digest(first.output)
     body = response.content.decode()
     assert CANARY_SSN not in body and CANARY_SECRET not in body
     assert "encrypted" not in body
@@ -72,6 +73,8 @@ def test_a_decision_through_the_api_is_audited_with_the_token(
 def test_an_edit_through_the_api_is_checked_against_the_schema(client, token, make_held):
     job = make_held()
 
+    stale = decide(client, token, job.id, {"decision": "approve", "seen": "0" * 16})
+    assert stale.status_code == 409 and stale.json()["code"] == "review_changed"
     refused = decide(client, token, job.id, {"decision": "edit", "answer": {"decision": 3}})
     accepted = decide(client, token, job.id, {"decision": "edit", "answer": {"decision": "reject"}})
 

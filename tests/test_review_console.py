@@ -344,3 +344,34 @@ def test_preview_says_whether_the_record_would_be_held(admin_client, review_conn
     assert "This record would be held for review: decision == &quot;reject&quot;" in held
     assert "This record would not be held for review" in passed
     assert not Job.objects.exists()
+
+
+def test_approving_an_answer_edited_since_the_page_was_opened_is_refused(
+    client, role_user, make_held, review_connector
+):
+    from connectors import review
+
+    review_connector.review_four_eyes = True
+    review_connector.save()
+    job = make_held()
+    seen_before = review.answer_digest(Job.objects.get().output)
+    logged_in(client, role_user("Reviewer", "rita")).post(
+        review_url(job),
+        {"decision": "edit", "answer": '{"decision": "reject", "reason": "dup"}'},
+    )
+
+    stale = logged_in(client, role_user("Reviewer", "sam")).post(
+        review_url(job), {"decision": "approve", "seen": seen_before}
+    )
+
+    assert "rita edited the answer since you opened it" in stale.content.decode()
+    assert Job.objects.get().status == "awaiting_review"
+    fresh = client.get(review_url(job)).content.decode()
+    digest = review.answer_digest(Job.objects.get().output)
+    assert f'name="seen" value="{digest}"' in fresh
+    client.post(review_url(job), {"decision": "approve", "seen": digest})
+    assert Job.objects.get().status in ("pending", "queued")
+    assert AuditEvent.objects.get(action="review.approved").changes == {
+        "via": "admin",
+        "first_approved_by": "rita",
+    }

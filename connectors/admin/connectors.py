@@ -172,7 +172,8 @@ class ConnectorForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for name in self.KEPT_WHEN_ABSENT:
-            self.fields[name].required = False
+            if name in self.fields:  # a read-only page has no fields
+                self.fields[name].required = False
 
     def clean(self):
         cleaned = super().clean()

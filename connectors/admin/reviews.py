@@ -126,6 +126,8 @@ class ReviewAdmin(admin.ModelAdmin):
                     decision,
                     answer=posted.get("answer") if decision == review.EDIT else None,
                     reason=posted.get("reason", ""),
+                    via="admin",
+                    seen=posted.get("seen", ""),
                 )
             except review.ReviewRefused as refused:
                 errors[refused.field or "decision"] = refused.message
@@ -149,6 +151,7 @@ class ReviewAdmin(admin.ModelAdmin):
             "job": job,
             "record": pretty(job.input_data),
             "answer": pretty(job.output),
+            "seen": review.answer_digest(job.output),
             "held_answer": pretty(held.held_output) if held.held_output != job.output else "",
             "result": pretty(job.result),
             "edited_answer": posted.get("answer") or edit_text(connector, job.output),

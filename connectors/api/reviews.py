@@ -80,6 +80,13 @@ class ReviewSerializer(serializers.ModelSerializer):
     )
     four_eyes = serializers.BooleanField(source="connector.review_four_eyes", read_only=True)
     first_approved_by = serializers.CharField(read_only=True)
+    answer_digest = serializers.SerializerMethodField(
+        help_text="Send it back as `seen`: the decision is refused (409 review_changed) if "
+        "the answer was edited since."
+    )
+
+    def get_answer_digest(self, held: Review) -> str:
+        return review.answer_digest(held.job.output)
 
     class Meta:
         model = Review
@@ -95,6 +102,7 @@ class ReviewSerializer(serializers.ModelSerializer):
             "result",
             "four_eyes",
             "first_approved_by",
+            "answer_digest",
         ]
         read_only_fields = fields
 
@@ -119,6 +127,13 @@ class DecisionSerializer(serializers.Serializer):
         default="",
         max_length=2000,
         help_text="Required to reject.",
+    )
+    seen = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=64,
+        help_text="The answer_digest of the answer decided on (optional).",
     )
 
 
@@ -194,6 +209,7 @@ class ReviewDecisionView(ReviewAuthenticatedView):
                 answer=data.get("answer"),
                 reason=data["reason"],
                 via=f"api token {request.auth.prefix}…",
+                seen=data["seen"],
             )
         except review.ReviewRefused as refused:
             extra = {"field": refused.field} if refused.field else {}
