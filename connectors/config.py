@@ -147,6 +147,7 @@ def export_connector(connector: Connector) -> dict:
         },
         "output_mapping": [export_mapping(m) for m in mappings if m.direction == "output"],
         "sink": exported_plugin(SINKS, connector.sink_kind, connector.sink_config),
+        **export_review(connector),
         "max_attempts": connector.max_attempts,
         "batch_size": connector.batch_size,
         "poll_interval_seconds": connector.poll_interval_seconds,
@@ -157,6 +158,30 @@ def export_connector(connector: Connector) -> dict:
             if getattr(connector, key)
         },
     }
+
+
+def export_review(connector: Connector) -> dict:
+    """The review policy; absent while it is `never`, so older files stay as they were."""
+    if connector.review_policy == Connector.ReviewPolicy.NEVER:
+        return {}
+    review = {"policy": connector.review_policy}
+    if connector.review_condition:
+        review["condition"] = connector.review_condition
+    review |= {
+        "four_eyes": connector.review_four_eyes,
+        "deadline_hours": connector.review_deadline_hours,
+        "after_deadline": connector.review_deadline_action,
+    }
+    return {"review": review}
+
+
+REVIEW_FIELDS = {
+    "policy": "review_policy",
+    "condition": "review_condition",
+    "four_eyes": "review_four_eyes",
+    "deadline_hours": "review_deadline_hours",
+    "after_deadline": "review_deadline_action",
+}
 
 
 # --- Import --------------------------------------------------------------------------------
@@ -331,6 +356,7 @@ def _check_connector(item, providers: set, credentials: set, problems: _Problems
         lambda: validation.check_fallback_providers(
             item.get("fallback_providers", []), item["provider"], providers
         ),
+        lambda: check_review_section(item.get("review") or {}, output),
     ]
     for check in checks:
         try:
@@ -355,6 +381,32 @@ def _check_connector(item, providers: set, credentials: set, problems: _Problems
         validation.check_writable_columns(sink_kind, sink, source, outputs - {None})
     except ValidationError as error:
         problems.add(f"{where}.output_mapping", error)
+
+
+def check_review_section(review: dict, output: dict) -> None:
+    if not isinstance(review, dict) or set(review) - set(REVIEW_FIELDS):
+        known = ", ".join(REVIEW_FIELDS)
+        raise ValidationError({"review": f"must be a mapping of {known}"})
+    validation.check_choice(
+        review.get("policy", Connector.ReviewPolicy.NEVER), Connector.ReviewPolicy, "review.policy"
+    )
+    validation.check_choice(
+        review.get("after_deadline", Connector.DeadlineAction.ALERT),
+        Connector.DeadlineAction,
+        "review.after_deadline",
+    )
+    hours = review.get("deadline_hours", 72)
+    if type(hours) is not int or not 1 <= hours <= 24 * 365:
+        raise ValidationError({"review.deadline_hours": "must be a whole number from 1 to 8760"})
+    try:
+        validation.check_review(
+            review.get("policy", "never"),
+            review.get("condition", ""),
+            output.get("format", "text"),
+            output.get("schema"),
+        )
+    except ValidationError as error:
+        raise ValidationError({"review.condition": error.messages}) from None
 
 
 def plugin_section(item: dict, section: str, registry) -> tuple[str, dict]:
@@ -472,7 +524,11 @@ def _apply_connector(item: dict, actor: audit.Actor, summary: ImportSummary) -> 
         "sink_kind": sink_kind,
         "sink_config": sink,
         "fallback_providers": item.get("fallback_providers", []),
+        "review_policy": Connector.ReviewPolicy.NEVER,
+        "review_condition": "",
+        "review_four_eyes": False,
     }
+    values |= {REVIEW_FIELDS[key]: value for key, value in (item.get("review") or {}).items()}
     for key in (
         "max_attempts",
         "batch_size",

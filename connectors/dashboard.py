@@ -43,6 +43,10 @@ class Dashboard:
     queue: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)
     bars: list[dict] = field(default_factory=list)
+    reviews: list = field(default_factory=list)  # review_schedule.QueueRow per connector
+    reviews_waiting: int = 0
+    review_oldest_seconds: float | None = None
+    reviews_overdue: int = 0
 
 
 def percentile(values: list[int], share: float) -> int | None:
@@ -103,7 +107,19 @@ def build(window: str = "day") -> Dashboard:
         .order_by("-created_at")[:10]
     )
     board.bars = bars(recent, since, now)
+    add_review_queue(board, now)
     return board
+
+
+def add_review_queue(board: Dashboard, now) -> None:
+    """The review queue whatever the window: what waits now, and since when."""
+    from connectors import review_schedule  # here: it imports operations, which imports us
+
+    board.reviews = review_schedule.queue_rows(now)
+    board.reviews_waiting = sum(row.waiting for row in board.reviews)
+    board.reviews_overdue = sum(row.overdue for row in board.reviews)
+    ages = [row.oldest_age_seconds(now) for row in board.reviews]
+    board.review_oldest_seconds = max(ages) if ages else None
 
 
 def bars(recent, since, now) -> list[dict]:

@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 
+from connectors import review
 from connectors.files.formats import safe_cell
 from connectors.models import AuditEvent, Job
 
@@ -93,6 +94,7 @@ def job_lineage(job: Job) -> dict:
         "validated_output": job.output,
         "result": job.result,
         "token_report": job.token_report,
+        "review": review.evidence(job),
         "write_back": {"sink": connector.sink_kind, **job.write_outcome},
         "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
         "tokens": {"input": job.tokens_in, "output": job.tokens_out, "cost": str(job.cost)},

@@ -1,8 +1,13 @@
 """Job state transitions, each in one transaction with its attempt row and audit event.
 
     pending/queued --claim--> running --finish--> succeeded | failed (retry later) | dead
+    running --finish (the review policy holds the answer)--> awaiting_review
+    awaiting_review --approve (connectors.review)--> pending;  --reject--> rejected
     running (lease expired: the worker died) --recover--> failed (retry now) | dead
     dead/failed --retry (admin)--> pending;  pending/queued/failed --cancel--> cancelled
+
+A job awaiting review has no lease and is neither claimable nor due: workers, the reconciler
+and retention leave it alone; only a decision (or its connector's review deadline) moves it.
 
 Claims and finishes are conditional on the current state, so a job run twice (an RQ job
 enqueued twice, a worker presumed dead that was only slow) is recorded once.
@@ -23,7 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from connectors import audit
-from connectors.models import Job, JobAttempt, Provider
+from connectors.models import Job, JobAttempt, Provider, Review
 from connectors.work import Answer, Outcome
 
 Status = Job.Status
@@ -113,7 +118,7 @@ def extend_leases(job_ids: list[str]) -> None:
 def finish_many(results: list[tuple[Job, Outcome]]) -> int:
     """Record several outcomes in one transaction (one commit for a burst of fast answers)."""
     now = timezone.now()
-    entries, closing = [], []
+    entries, closing, held = [], [], []
     with transaction.atomic():
         for job, outcome in results:
             status, action, fields = _transition(job, outcome, now)
@@ -129,20 +134,41 @@ def finish_many(results: list[tuple[Job, Outcome]]) -> int:
                 changes["provider"] = outcome.answer.provider
             if error is not None:
                 changes |= {"error": error.code, "permanent": error.permanent}
+            if status == Status.AWAITING_REVIEW:
+                changes["rule"] = outcome.held
+                held.append(_review_for(job, outcome, now))
             entries.append(
                 audit.entry_for(action, SYSTEM, job, connector=job.connector.slug, changes=changes)
             )
         _close_attempts(closing)
+        Review.objects.bulk_create(held)
         audit.record_many(entries)
     return len(entries)
+
+
+def _review_for(job: Job, outcome: Outcome, now) -> Review:
+    """The review row of a job whose answer is held, with its connector's deadline."""
+    connector = job.connector
+    return Review(
+        job_id=job.id,
+        connector_id=connector.id,
+        rule=outcome.held[:500],
+        held_at=now,
+        deadline=now + timedelta(hours=connector.review_deadline_hours),
+        held_output=outcome.answer.output if outcome.answer else None,
+    )
 
 
 def _attempt_data(job: Job, outcome: Outcome, now) -> dict:
     """How this one attempt ended, what it spent and wrote (the job row keeps the totals)."""
     error, answer, write_back = outcome.error, outcome.answer, outcome.write_back
     answer = answer or Answer()
+    if outcome.held:
+        ended = JobAttempt.Outcome.HELD
+    else:
+        ended = JobAttempt.Outcome.SUCCEEDED if error is None else JobAttempt.Outcome.FAILED
     return {
-        "outcome": JobAttempt.Outcome.SUCCEEDED if error is None else JobAttempt.Outcome.FAILED,
+        "outcome": ended,
         "finished_at": now,
         "error_code": error.code if error else "",
         "error_message": error.message[:2000] if error else "",
@@ -213,6 +239,9 @@ def _transition(job: Job, outcome: Outcome, now) -> tuple[str, str, dict]:
             "cost": F("cost") + answered_by(job, answer).cost(answer.tokens_in, answer.tokens_out),
             "ai_ms": answer.ms,
         }
+    if outcome.held:  # the token map stays (encrypted) until the answer is written back
+        fields |= {"error_code": "", "error_message": "", "error_traceback": ""}
+        return Status.AWAITING_REVIEW, "job.held", fields
     if error is None:
         fields |= {
             "finished_at": now,

@@ -5,6 +5,7 @@ import hmac
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
+from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -30,6 +31,7 @@ class JobCollector:
             "interlock_redis_up", "1 if Redis answers.", value=1 if queue["redis"] == "ok" else 0
         )
         board = dashboard.build("hour")
+        yield from review_families(board)
         for name, help_text, p50, p95 in (
             (
                 "interlock_ai_latency_seconds",
@@ -49,6 +51,31 @@ class JobCollector:
                 if value is not None:
                     family.add_metric([quantile], value / 1000)
             yield family
+
+
+def review_families(board: dashboard.Dashboard):
+    """The review queue per connector: depth, oldest age, how many are past their deadline."""
+    now = timezone.now()
+    families = {
+        "waiting": GaugeMetricFamily(
+            "interlock_reviews_waiting", "Held answers waiting for review.", labels=["connector"]
+        ),
+        "oldest": GaugeMetricFamily(
+            "interlock_review_oldest_age_seconds",
+            "Age of the oldest held answer.",
+            labels=["connector"],
+        ),
+        "overdue": GaugeMetricFamily(
+            "interlock_reviews_overdue",
+            "Held answers past their review deadline.",
+            labels=["connector"],
+        ),
+    }
+    for row in board.reviews:
+        families["waiting"].add_metric([row.slug], row.waiting)
+        families["oldest"].add_metric([row.slug], row.oldest_age_seconds(now))
+        families["overdue"].add_metric([row.slug], row.overdue)
+    yield from families.values()
 
 
 def is_allowed(request) -> bool:

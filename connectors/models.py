@@ -207,6 +207,42 @@ class Connector(models.Model):
         help_text="Countries whose national IDs the national_id detector looks for (US, GB, DE, "
         "FR, ES, IT, NL); empty: REDACTION_ID_COUNTRIES.",
     )
+
+    class ReviewPolicy(models.TextChoices):
+        NEVER = "never", "Never: write every valid answer back"
+        ALWAYS = "always", "Always: a person approves every answer"
+        CONDITION = "condition", "When the condition holds"
+
+    class DeadlineAction(models.TextChoices):
+        ALERT = "alert", "Keep waiting and alert"
+        REJECT = "reject", "Reject"
+        APPROVE = "approve", "Approve as it is"
+
+    review_policy = models.CharField(
+        max_length=10, choices=ReviewPolicy.choices, default=ReviewPolicy.NEVER
+    )
+    review_condition = models.TextField(
+        blank=True,
+        help_text='Holds the answer for review when true, e.g. decision == "reject" or '
+        'record["amount"] > 10000 or confidence < 0.8 or reason == null (see README, Reviews).',
+    )
+    review_four_eyes = models.BooleanField(
+        "four eyes",
+        default=False,
+        help_text="Two different people must approve before the answer is written back.",
+    )
+    review_deadline_hours = models.PositiveIntegerField(
+        "review deadline (hours)",
+        default=72,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 365)],
+        help_text="How long a held answer may wait for a decision.",
+    )
+    review_deadline_action = models.CharField(
+        "after the deadline",
+        max_length=10,
+        choices=DeadlineAction.choices,
+        default=DeadlineAction.ALERT,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -433,8 +469,12 @@ class Job(models.Model):
         FAILED = "failed", "Failed (will retry)"
         DEAD = "dead", "Dead (retries exhausted)"
         CANCELLED = "cancelled", "Cancelled"
+        AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+        REJECTED = "rejected", "Rejected (by a reviewer)"
 
-    FINISHED = (Status.SUCCEEDED, Status.DEAD, Status.CANCELLED)
+    FINISHED = (Status.SUCCEEDED, Status.DEAD, Status.CANCELLED, Status.REJECTED)
+    # Ended with nothing written back: the legacy side got (or gets) a failure report.
+    ENDED_WITHOUT_RESULT = (Status.DEAD, Status.CANCELLED, Status.REJECTED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="jobs")
@@ -453,7 +493,7 @@ class Job(models.Model):
     source_file = models.ForeignKey(
         SourceFile, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
     )
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     attempts_before_retry = models.PositiveIntegerField(
         default=0,
@@ -532,6 +572,7 @@ class JobAttempt(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         LOST = "lost", "Lost (worker died)"
+        HELD = "held", "Held for review"
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_rows")
     number = models.PositiveIntegerField()
@@ -559,6 +600,81 @@ class JobAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.job_id}"
+
+
+class Review(models.Model):
+    """A job held for a person's decision before its answer is written back; kept as evidence
+    after the decision. Decisions are conditional updates (connectors.review)."""
+
+    class Decision(models.TextChoices):
+        WAITING = "", "Waiting"
+        APPROVED = "approved", "Approved"
+        EDITED = "edited", "Edited and approved"
+        REJECTED = "rejected", "Rejected"
+
+    job = models.OneToOneField(
+        Job, on_delete=models.CASCADE, primary_key=True, related_name="review"
+    )
+    connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="reviews")
+    rule = models.CharField(max_length=500, help_text="Why it was held: the policy that held it.")
+    held_at = models.DateTimeField(default=timezone.now)
+    deadline = models.DateTimeField()
+    held_output = models.JSONField(null=True, blank=True, help_text="The answer as it was held.")
+    first_approved_by = models.CharField(max_length=150, blank=True)
+    first_approved_at = models.DateTimeField(null=True, blank=True)
+    decision = models.CharField(
+        max_length=10, choices=Decision.choices, default=Decision.WAITING, blank=True
+    )
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    failure_reported_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    alerted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["held_at"]
+        default_permissions = ("view", "change")  # change = approve, edit and reject
+        indexes = [
+            models.Index(fields=["decision", "held_at"], name="review_queue_idx"),
+            models.Index(fields=["decision", "deadline"], name="review_deadline_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"review of {self.job_id}"
+
+    @property
+    def is_waiting(self) -> bool:
+        return self.decision == self.Decision.WAITING
+
+
+class ReviewerToken(models.Model):
+    """A reviewer's token for the review API (another tool's queue); only its hash is stored.
+    Its power is its user's: what the user may no longer do, the token may not either."""
+
+    PREFIX = "ilr_"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reviewer_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, editable=False)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @classmethod
+    def issue(cls, user, *, name: str = "") -> tuple["ReviewerToken", str]:
+        """Create a token; the plain token is returned once and never stored."""
+        plain = cls.PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(
+            user=user, name=name, prefix=plain[:12], token_hash=crypto.sha256_hex(plain)
+        )
+        return token, plain
 
 
 class AuditEvent(models.Model):

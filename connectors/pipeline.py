@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from connectors import (
@@ -27,6 +27,7 @@ from connectors import (
     prompts,
     ratelimit,
     redaction,
+    review_policy,
 )
 from connectors.errors import OutputError, PipelineError, ProviderError, UnstorableValue
 from connectors.models import Connector, FieldMapping, Job, RedactionRule
@@ -150,6 +151,7 @@ class Runtime:
     output_fields: list[mapping.FieldSpec]
     output_schema: dict | None
     guard: answer_guard.Guard
+    review: review_policy.Policy = field(default_factory=review_policy.Policy)
 
     @property
     def concurrency(self) -> int:
@@ -172,6 +174,7 @@ def build_runtime(connector: Connector) -> Runtime:
         guard=answer_guard.Guard.for_rules(
             connector_rules(connector), connector.answer_pii, **detector_options(connector)
         ),
+        review=review_policy.for_connector(connector),
     )
 
 
@@ -230,6 +233,8 @@ def execute(runtime: Runtime, job: Job) -> Outcome:
                 raise answer_guard.refusal(found)
             result = mapping.map_fields(output, runtime.output_fields)
             outcome = replace(outcome, result=result)
+            if held := runtime.review.holds(output, item.record, result):
+                return replace(outcome, held=held)  # a person decides before anything is written
         restored, token_report = restore(runtime, item, result)
         delivery = delivery_for(runtime.connector.slug, item, restored)
         outcome = replace(outcome, token_report=token_report, delivery=delivery)
@@ -331,7 +336,7 @@ def deliver(sink: Sink, delivery: Delivery) -> WriteBack:
 
 def write_batch(runtime: Runtime, outcomes: list[Outcome]) -> list[Outcome]:
     """One write for the results that completed together (one legacy transaction)."""
-    ready = [outcome for outcome in outcomes if outcome.error is None]
+    ready = [outcome for outcome in outcomes if outcome.is_ready_to_write]
     if not ready:
         return outcomes
     started = time.monotonic()
@@ -346,7 +351,7 @@ def write_batch(runtime: Runtime, outcomes: list[Outcome]) -> list[Outcome]:
     ms = elapsed_ms(started)
     finished = []
     for outcome in outcomes:
-        if outcome.error is None:
+        if outcome.is_ready_to_write:
             result = written[outcome.job_id]
             if isinstance(result, PipelineError):
                 outcome = replace(outcome, write_back=WriteBack(error=result, ms=ms), error=result)
@@ -395,6 +400,7 @@ def work_item(job: Job) -> WorkItem:
         previous_result=job.result,
         source_metadata=job.source_metadata,
         is_last_attempt=job.is_last_attempt,
+        record=job.input_data,
     )
 
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors import mapping, pipeline, redaction
+from connectors import mapping, pipeline, redaction, review_policy
 from connectors.errors import PipelineError
 
 # What redaction puts in, with the label it wrote (the rule's label: PHONE, SSN, ORDER_ID).
@@ -33,6 +33,8 @@ class Preview:
     tokens_in: int = 0
     tokens_out: int = 0
     tokens: dict = field(default_factory=dict, repr=False)  # the sample's own values, in memory
+    review: str = ""  # whether the connector's review policy would hold this record
+    is_held: bool = False
 
 
 def preview(connector, record: Any) -> Preview:
@@ -55,6 +57,34 @@ def preview(connector, record: Any) -> Preview:
     return shown
 
 
+def judge(connector, shown: Preview, answer: Any = None) -> Preview:
+    """Say whether the review policy would hold this record, given the answer when there is
+    one (Try it, or a sample answer); nothing is stored either way."""
+    policy = review_policy.for_connector(connector)
+    if policy.kind == review_policy.NEVER or shown.error:
+        return shown
+    if answer is None and policy.reads_the_answer:
+        shown.review = (
+            "Whether this record is held for review depends on the AI's answer: paste a sample "
+            "answer, or use Try it."
+        )
+        return shown
+    result = shown.result
+    if result is None and isinstance(answer, dict):
+        try:
+            result = mapping.map_fields(answer, pipeline.field_specs(connector, "output"))
+        except PipelineError:
+            result = {}
+    rule = policy.holds(answer if answer is not None else {}, shown.redacted, result)
+    shown.is_held = bool(rule)
+    shown.review = (
+        f"This record would be held for review: {rule}"
+        if rule
+        else "This record would not be held for review: the condition is false."
+    )
+    return shown
+
+
 def try_it(connector, record: Any) -> Preview:
     """Preview, then one real AI call; parsed, validated and mapped, nothing written back."""
     shown = preview(connector, record)
@@ -71,6 +101,7 @@ def try_it(connector, record: Any) -> Preview:
         shown.output = answer.output
         shown.result = mapping.map_fields(shown.output, runtime.output_fields)
         shown.restored, _ = redaction.restore(shown.result, shown.tokens)
+        judge(connector, shown, shown.output)
     except PipelineError as error:
         shown.error = f"{error.code}: {error.message}"
         shown.answer = shown.answer or ""

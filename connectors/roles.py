@@ -1,18 +1,30 @@
-"""The console's two roles, as groups with model permissions, kept in step on every migrate.
+"""The console's roles, as groups with model permissions, kept in step on every migrate.
 
 Integration admins configure (credentials, providers, connectors, mappings, redaction rules, API
-keys) and may retry or cancel jobs. Compliance officers view jobs, audit events, connectors,
-redaction rules and files, and export them; they change nothing.
+keys, reviewers' API tokens), may retry or cancel jobs and may review held answers. Compliance
+officers view jobs, audit events, connectors, redaction rules, files and reviews, and export
+them; they change nothing. Reviewers approve, edit or reject held answers and view jobs; they
+configure nothing.
 """
 
-CONFIGURED = ["credential", "provider", "connector", "fieldmapping", "redactionrule", "apikey"]
-HISTORY = ["job", "jobattempt", "auditevent", "sourcefile"]
+CONFIGURED = [
+    "credential",
+    "provider",
+    "connector",
+    "fieldmapping",
+    "redactionrule",
+    "apikey",
+    "reviewertoken",
+]
+HISTORY = ["job", "jobattempt", "auditevent", "sourcefile", "review"]
 ROLES = {
     "Integration admin": {
         **{model: ["add", "change", "delete", "view"] for model in CONFIGURED},
         **{model: ["view"] for model in HISTORY},
         "job": ["view", "change"],  # change = retry and cancel
+        "review": ["view", "change"],  # change = approve, edit and reject
     },
+    "Reviewer": {"review": ["view", "change"], "job": ["view"]},
     "Compliance officer": {
         model: ["view"]
         for model in [

@@ -6,7 +6,7 @@ message next to the field and the importer can name it.
 
 from django.core.exceptions import ValidationError
 
-from connectors import credentials, mapping, prompts, redaction
+from connectors import credentials, mapping, prompts, redaction, review_policy
 from connectors.errors import ConfigError
 from connectors.plugins import SettingError
 from connectors.providers import PROVIDERS
@@ -166,3 +166,15 @@ def check_fallback_providers(fallbacks, primary: str, known) -> None:
             raise ValidationError({field: f"{name!r} is the connector's own provider"})
     if len(set(fallbacks)) != len(fallbacks):
         raise ValidationError({field: "names a provider twice"})
+
+
+TEXT_ANSWER = {"type": "object", "properties": {"text": {"type": "string"}}}
+
+
+def check_review(policy: str, condition: str, output_format: str, schema) -> None:
+    """A review condition that parses and reads only names the answer can have."""
+    answer_schema = schema if output_format == "json" else TEXT_ANSWER
+    try:
+        review_policy.check(policy, condition or "", answer_schema)
+    except ValueError as error:
+        raise ValidationError({"review_condition": str(error)}) from None

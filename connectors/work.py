@@ -33,6 +33,7 @@ class WorkItem:
     previous_result: dict | None  # the AI already answered on an earlier attempt
     source_metadata: dict = field(default_factory=dict)
     is_last_attempt: bool = False
+    record: dict = field(default_factory=dict)  # the mapped, redacted input (review conditions)
 
 
 @dataclass(frozen=True)
@@ -95,3 +96,8 @@ class Outcome:
     write_back: WriteBack | None = None
     error: PipelineError | None = None
     traceback: str = ""
+    held: str = ""  # the review rule that holds the answer: nothing is written back yet
+
+    @property
+    def is_ready_to_write(self) -> bool:
+        return self.error is None and not self.held

@@ -275,6 +275,8 @@ ALERT_WINDOW_SECONDS = envint("ALERT_WINDOW_SECONDS", default=15 * 60, at_least=
 ALERT_ERROR_RATE = envfloat("ALERT_ERROR_RATE", default=0.2, at_least=0)
 ALERT_MIN_JOBS = envint("ALERT_MIN_JOBS", default=5, at_least=0)
 RETENTION_INTERVAL_SECONDS = envint("RETENTION_INTERVAL_SECONDS", default=3600, at_least=1)
+# Held answers are announced at most this often, one message per connector (the batch).
+REVIEW_NOTIFY_INTERVAL_SECONDS = envint("REVIEW_NOTIFY_INTERVAL_SECONDS", default=300, at_least=1)
 # The scheduler verifies the whole audit chain this often; the audit page checks only what was
 # appended since (a chain longer than AUDIT_PAGE_VERIFY_LIMIT is never verified on a page).
 AUDIT_VERIFY_INTERVAL_SECONDS = envint("AUDIT_VERIFY_INTERVAL_SECONDS", default=600, at_least=1)

@@ -16,6 +16,7 @@ from connectors.api.authentication import SIGNATURE_ERRORS
 from connectors.errors import ConfigError, MappingError, RedactionError, UnstorableValue
 from tests.conftest import post_records
 from tests.test_intake import make_the_database_unreachable
+from tests.test_review_api import REVIEW_CASES, REVIEW_REFUSALS
 from tests.worker import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -163,6 +164,7 @@ CASES = {
     (JOB, "get", 503): job_without_a_database,
     (HEALTH, "get", 200): lambda client, **_: client.get(HEALTH),
     (HEALTH, "get", 503): health_without_redis,
+    **REVIEW_CASES,
 }
 
 
@@ -240,7 +242,7 @@ def codes_the_api_sends() -> set[tuple[int, str]]:
     # A refused record (views.rejection): its pipeline error's code, "missing_field" for mapping.
     rejected = {UnstorableValue.code, RedactionError.code, ConfigError.code}
     sent |= {(422, code) for code in rejected} | {(422, "missing_field")}
-    sent |= {(409, "idempotency_key_reused")}
+    sent |= {(409, "idempotency_key_reused")} | REVIEW_REFUSALS
     assert MappingError.code == "mapping_error"  # the one views.rejection renames
     return sent
 

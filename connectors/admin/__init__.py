@@ -10,9 +10,19 @@ from connectors.admin import (
     files,
     jobs,
     providers,
+    reviews,
 )
 
-__all__ = ["api_keys", "audit_events", "connectors", "credentials", "files", "jobs", "providers"]
+__all__ = [
+    "api_keys",
+    "audit_events",
+    "connectors",
+    "credentials",
+    "files",
+    "jobs",
+    "providers",
+    "reviews",
+]
 
 admin.site.site_header = "Interlock"
 admin.site.site_title = "Interlock console"

@@ -14,6 +14,27 @@ from connectors.admin.base import ReadOnlyModelAdmin, actor_for
 from connectors.models import AuditEvent
 
 
+class ReviewerFilter(admin.SimpleListFilter):
+    """The decisions one reviewer took (approvals, edits, rejections)."""
+
+    title = "reviewer"
+    parameter_name = "reviewer"
+
+    def lookups(self, request, model_admin):
+        actors = (
+            AuditEvent.objects.filter(action__startswith="review.", actor_type="user")
+            .values_list("actor", flat=True)
+            .distinct()
+            .order_by("actor")
+        )
+        return [(actor, actor) for actor in actors]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(action__startswith="review.", actor=self.value())
+        return queryset
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyModelAdmin):
     list_display = [
@@ -25,7 +46,7 @@ class AuditEventAdmin(ReadOnlyModelAdmin):
         "object_repr",
         "connector",
     ]
-    list_filter = ["action", "actor_type", "connector", "object_type", "created_at"]
+    list_filter = ["action", "actor_type", ReviewerFilter, "connector", "object_type", "created_at"]
     search_fields = ["actor", "object_repr", "object_id", "action", "connector"]
     date_hierarchy = "created_at"
     readonly_fields = ["diff"]

@@ -157,7 +157,23 @@ class ConnectorForm(forms.ModelForm):
             "max_attempts",
             "retention_days",
             "poll_interval_seconds",
+            "review_policy",
+            "review_condition",
+            "review_four_eyes",
+            "review_deadline_hours",
+            "review_deadline_action",
         ]
+        widgets = {"review_condition": forms.Textarea(attrs={"rows": 2, "cols": 80})}
+
+    # A form posted without them (a script written before reviews existed) keeps the values the
+    # connector has: a ModelForm leaves fields that are not in the data as they are.
+    KEPT_WHEN_ABSENT = ("review_policy", "review_deadline_hours", "review_deadline_action")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in self.KEPT_WHEN_ABSENT:
+            if name in self.fields:  # a read-only page has no fields
+                self.fields[name].required = False
 
     def clean(self):
         cleaned = super().clean()
@@ -181,6 +197,12 @@ class ConnectorForm(forms.ModelForm):
             ),
             lambda: validation.check_detector_options(
                 cleaned.get("phone_regions") or [], cleaned.get("id_countries") or []
+            ),
+            lambda: validation.check_review(
+                cleaned.get("review_policy") or self.instance.review_policy,
+                cleaned.get("review_condition", ""),
+                cleaned.get("output_format", ""),
+                cleaned.get("output_schema"),
             ),
         ]
         for check in checks:
@@ -236,6 +258,18 @@ class ConnectorAdmin(AuditedModelAdmin):
             },
         ),
         ("Redaction", {"fields": ["phone_regions", "id_countries"], "classes": ["collapse"]}),
+        (
+            "Review before write-back",
+            {
+                "fields": [
+                    "review_policy",
+                    "review_condition",
+                    "review_four_eyes",
+                    "review_deadline_hours",
+                    "review_deadline_action",
+                ]
+            },
+        ),
         ("Write-back", {"fields": ["sink_kind", "sink_config"]}),
         ("Retries and retention", {"fields": ["max_attempts", "retention_days"]}),
         ("Polling", {"fields": ["poll_interval_seconds"], "classes": ["collapse"]}),
@@ -381,7 +415,7 @@ class ConnectorAdmin(AuditedModelAdmin):
                         changes={"tokens_in": shown.tokens_in, "tokens_out": shown.tokens_out},
                     )
                 else:
-                    shown = preview.preview(connector, record)
+                    shown, problem = self.preview_with_answer(request, connector, record)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Preview: {connector.name}",
@@ -398,8 +432,22 @@ class ConnectorAdmin(AuditedModelAdmin):
             if shown and not shown.error
             else [],
             "can_try": self.has_change_permission(request, connector),
+            "sample_answer": request.POST.get("sample_answer", ""),
+            "asks_for_answer": connector.review_policy == Connector.ReviewPolicy.CONDITION,
         }
         return TemplateResponse(request, "admin/connectors/connector/preview.html", context)
+
+    def preview_with_answer(self, request, connector, record) -> tuple:
+        """Preview, and whether the review policy holds it given the pasted sample answer."""
+        shown = preview.preview(connector, record)
+        text = request.POST.get("sample_answer", "").strip()
+        if not text:
+            return preview.judge(connector, shown), ""
+        try:
+            answer = json.loads(text)
+        except json.JSONDecodeError as error:
+            return shown, f"The sample answer is not valid JSON: {error.msg}."
+        return preview.judge(connector, shown, answer), ""
 
     def has_issue_key_permission(self, request) -> bool:
         return request.user.has_perm("connectors.add_apikey")

@@ -9,7 +9,7 @@ from django.utils.timesince import timesince
 
 from connectors import audit, exports, jobs, lifecycle
 from connectors.admin.base import ReadOnlyModelAdmin, actor_for
-from connectors.models import Job, JobAttempt
+from connectors.models import Job, JobAttempt, Review
 
 BADGE_COLOURS = {
     "pending": "#8a8a8a",
@@ -19,6 +19,8 @@ BADGE_COLOURS = {
     "failed": "#c77c02",
     "dead": "#ba2121",
     "cancelled": "#555",
+    "awaiting_review": "#7a4fb5",
+    "rejected": "#8a3b12",
 }
 
 
@@ -72,7 +74,7 @@ class JobAdmin(ReadOnlyModelAdmin):
     inlines = [JobAttemptInline]
     actions = ["retry", "cancel"]
     exclude = ["encrypted_tokens", "record_fingerprint"]
-    readonly_fields = ["lineage_link"]
+    readonly_fields = ["lineage_link", "review_shown"]
     fieldsets = [
         (
             None,
@@ -106,6 +108,7 @@ class JobAdmin(ReadOnlyModelAdmin):
                 ]
             },
         ),
+        ("Review", {"fields": ["review_shown"]}),
         ("Error", {"fields": ["error_code", "error_message", "error_traceback"]}),
         (
             "Cost and timing",
@@ -179,6 +182,22 @@ class JobAdmin(ReadOnlyModelAdmin):
     def lineage_link(self, obj: Job):
         url = reverse("admin:connectors_job_lineage", args=[obj.id])
         return format_html('<a href="{}">Download the lineage of this record (JSON)</a>', url)
+
+    @admin.display(description="review")
+    def review_shown(self, obj: Job):
+        held = Review.objects.filter(job_id=obj.id).first()
+        if held is None:
+            return "Not held for review."
+        url = reverse("admin:connectors_review_change", args=[obj.id])
+        state = (
+            "waiting"
+            if held.is_waiting
+            else f"{held.get_decision_display()} by {held.decided_by}"
+            + (f": {held.reason}" if held.reason else "")
+        )
+        return format_html(
+            'Held because <code>{}</code> · <a href="{}">{}</a>', held.rule, url, state
+        )
 
     @admin.action(description="Retry selected jobs", permissions=["operate"])
     def retry(self, request, queryset):

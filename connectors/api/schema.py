@@ -66,6 +66,31 @@ ERRORS: dict[int, dict[str, str]] = {
         "database_unavailable": "the database is unreachable (see Retry-After)",
     },
 }
+# The review API's own refusals (connectors/api/reviews.py, connectors.review.REFUSALS).
+REVIEW_ERRORS: dict[int, dict[str, str]] = {
+    400: {
+        "invalid_query": "`limit` is not a whole number from 1 to 500",
+        "invalid_decision": "the body is not a decision (approve, edit or reject; `field`)",
+        "reason_required": "a rejection has no reason",
+        "invalid_answer": "the edited answer does not match the connector's schema or output "
+        "mapping (`field` is answer)",
+    },
+    401: {
+        "invalid_reviewer_token": "the reviewer token is unknown or revoked, or its user is "
+        "inactive",
+        "not_a_reviewer_token": "a connector's intake key was sent instead of a reviewer token",
+    },
+    403: {"not_a_reviewer": "the token's user may not read the queue or decide"},
+    404: {"review_not_found": "no held job has this id"},
+    409: {
+        "already_decided": "the job was decided already (by another reviewer, or its deadline)",
+        "review_changed": "someone approved or edited it since it was read: look again",
+        "second_approver_required": "four eyes: the same person cannot approve twice",
+    },
+}
+REVIEW_CODES = {code for meanings in REVIEW_ERRORS.values() for code in meanings}
+for _status, _meanings in REVIEW_ERRORS.items():
+    ERRORS.setdefault(_status, {}).update(_meanings)
 ALL_CODES = {code for meanings in ERRORS.values() for code in meanings}
 
 
@@ -114,10 +139,10 @@ def error_responses(codes: set[str]) -> dict[int, OpenApiResponse]:
     return responses
 
 
-RECORDS_CODES = ALL_CODES - {"job_not_found", "not_found"}
+RECORDS_CODES = ALL_CODES - {"job_not_found", "not_found"} - REVIEW_CODES
 JOB_CODES = {
     "invalid_webhook_id",
-    *ERRORS[401],
+    *(set(ERRORS[401]) - REVIEW_CODES),
     "network_not_allowed",
     "job_not_found",
     "not_found",
@@ -279,3 +304,13 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "`X-Api-Key: <key>`. A key with a signing secret must also sign every write with "
             "Standard Webhooks headers; reads need the key alone.",
         }
+
+
+REVIEW_QUEUE_CODES = {
+    "invalid_query",
+    "not_authenticated",
+    "invalid_reviewer_token",
+    "not_a_reviewer_token",
+    "not_a_reviewer",
+}
+REVIEW_DECISION_CODES = (REVIEW_CODES - {"invalid_query"}) | {"not_authenticated", "not_found"}

@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
-from connectors.api import views
+from connectors.api import reviews, views
 
 app_name = "api"
 
@@ -13,6 +13,8 @@ urlpatterns = [
     path("connectors/<slug:slug>/records", views.RecordsView.as_view(schema=None)),
     path("jobs/<uuid:job_id>", views.JobView.as_view(schema=None)),
     path("health/", views.HealthView.as_view(), name="health"),
+    path("reviews/", reviews.ReviewQueueView.as_view(), name="reviews"),
+    path("reviews/<uuid:job_id>/", reviews.ReviewDecisionView.as_view(), name="review-decision"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularRedocView.as_view(url_name="api:schema"), name="docs"),
 ]

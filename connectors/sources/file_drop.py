@@ -302,7 +302,7 @@ class FileDropSource(Source):
         if not os.path.lexists(path) and self.finished_before(source_file):
             return  # a poller died between moving the original and recording it
         ended_without_result = Job.objects.filter(
-            source_file=source_file, status__in=[Job.Status.DEAD, Job.Status.CANCELLED]
+            source_file=source_file, status__in=Job.ENDED_WITHOUT_RESULT
         ).values_list("source_metadata", "error_message", "status")
         spool.put_errors(
             [

@@ -21,6 +21,19 @@ def percent(value) -> str:
 
 
 @register.filter
+def age(seconds) -> str:
+    """Seconds as the coarsest two units a person reads at a glance (3 h 12 min)."""
+    if seconds is None:
+        return "—"
+    minutes, hours = int(seconds // 60), int(seconds // 3600)
+    if hours >= 24:
+        return f"{hours // 24} d {hours % 24} h"
+    if hours:
+        return f"{hours} h {minutes % 60} min"
+    return f"{minutes} min" if minutes else f"{int(seconds)} s"
+
+
+@register.filter
 def requests_per_minute(connector) -> str:
     limit = intake_limit(connector)
     return f"{limit} requests per minute (all keys together)" if limit else "no limit"
