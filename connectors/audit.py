@@ -159,9 +159,22 @@ def link_digest(previous_public_hash: str, sequence: int, digest: str) -> str:
 
 
 def digest_value(value: Any) -> str:
-    """SHA-256 of a JSON value in canonical form: pins a lineage field in an event's changes."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """SHA-256 of a JSON value in canonical form: pins a lineage field in an event's changes.
+    A float with no fraction hashes as the integer: PostgreSQL's jsonb gives 1e16 back as one."""
+    text = json.dumps(
+        _integral(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_integral(item) for item in value]
+    return value
 
 
 def backfill_public_chain(event_model, head_model, chunk: int = 2000) -> None:

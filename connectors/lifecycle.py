@@ -14,6 +14,7 @@ reconciler lock job rows only (`of=("self",)`), never the connector: intake hold
 when its commit checks the new rows' foreign key, which takes a share lock on the connector row.
 """
 
+import copy
 import random
 from datetime import timedelta
 
@@ -22,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from connectors import audit
+from connectors import audit, exports
 from connectors.models import Job, JobAttempt, Provider
 from connectors.work import Answer, Outcome
 
@@ -129,12 +130,23 @@ def finish_many(results: list[tuple[Job, Outcome]]) -> int:
                 changes["provider"] = outcome.answer.provider
             if error is not None:
                 changes |= {"error": error.code, "permanent": error.permanent}
+            changes["digests"] = exports.pins(_as_stored(job, fields))
             entries.append(
                 audit.entry_for(action, SYSTEM, job, connector=job.connector.slug, changes=changes)
             )
         _close_attempts(closing)
         audit.record_many(entries)
     return len(entries)
+
+
+def _as_stored(job: Job, fields: dict) -> Job:
+    """The job as its row reads after the update (the sums computed in SQL left out): what its
+    finishing event pins the lineage to."""
+    stored = copy.copy(job)
+    for name, value in fields.items():
+        if not hasattr(value, "resolve_expression"):
+            setattr(stored, name, value)
+    return stored
 
 
 def _attempt_data(job: Job, outcome: Outcome, now) -> dict:

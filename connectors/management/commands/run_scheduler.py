@@ -1,5 +1,6 @@
 """The scheduler: the reconciler every few seconds, failing-connector alerts every minute, the
-payload retention purge every RETENTION_INTERVAL_SECONDS. Pollers run in run_sources."""
+payload retention purge every RETENTION_INTERVAL_SECONDS, a signed audit checkpoint every
+AUDIT_CHECKPOINT_INTERVAL_SECONDS. Pollers run in run_sources."""
 
 import logging
 import signal
@@ -10,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from connectors import chain_status, jobs, operations
+from connectors import chain_status, checkpoints, jobs, operations
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Command(BaseCommand):
             (operations.purge_payloads, float(settings.RETENTION_INTERVAL_SECONDS)),
             (operations.purge_webhook_receipts, 600.0),
             (chain_status.verify_and_store, float(settings.AUDIT_VERIFY_INTERVAL_SECONDS)),
+            (checkpoints.run, float(settings.AUDIT_CHECKPOINT_INTERVAL_SECONDS)),
         ]
         last_run = {task: 0.0 for task, _ in periodic}
         while not stop.is_set():
