@@ -161,9 +161,7 @@ def link_digest(previous_public_hash: str, sequence: int, digest: str) -> str:
 def digest_value(value: Any) -> str:
     """SHA-256 of a JSON value in canonical form: pins a lineage field in an event's changes.
     A float with no fraction hashes as the integer: PostgreSQL's jsonb gives 1e16 back as one."""
-    text = json.dumps(
-        _integral(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    text = json.dumps(_integral(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -180,9 +178,7 @@ def _integral(value: Any) -> Any:
 def backfill_public_chain(event_model, head_model, chunk: int = 2000) -> None:
     """Compute the public chain over events written before it existed (migration 0010)."""
     previous, last = GENESIS_HASH, 0
-    while batch := list(
-        event_model.objects.filter(sequence__gt=last).order_by("sequence")[:chunk]
-    ):
+    while batch := list(event_model.objects.filter(sequence__gt=last).order_by("sequence")[:chunk]):
         for event in batch:
             event.public_hash = previous = public_link(previous, event.sequence, canonical(event))
         event_model.objects.bulk_update(batch, ["public_hash"])
@@ -281,10 +277,14 @@ def verify(
                 f"the checkpoint names event #{checkpoint['sequence']} but the chain ends at "
                 f"#{last}: newest events were removed",
             )
-        if start is None and checkpoint["sequence"] and (
-            hashes_at_checkpoint is None
-            or hashes_at_checkpoint[0] != checkpoint["hash"]
-            or hashes_at_checkpoint[1] != checkpoint.get("public_hash", hashes_at_checkpoint[1])
+        if (
+            start is None
+            and checkpoint["sequence"]
+            and (
+                hashes_at_checkpoint is None
+                or hashes_at_checkpoint[0] != checkpoint["hash"]
+                or hashes_at_checkpoint[1] != checkpoint.get("public_hash", hashes_at_checkpoint[1])
+            )
         ):
             return _broken(
                 checked, checkpoint["sequence"], "its hash differs from the exported checkpoint"

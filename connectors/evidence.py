@@ -20,7 +20,7 @@ from connectors import audit, checkpoints, exports
 from connectors.models import AuditCheckpoint, AuditEvent, Job
 
 FORMAT = "interlock-evidence/1"
-VERIFY_HINT = "python tools/verify_evidence.py BUNDLE --key KEYS  (KEYS: manage.py audit_public_key)"
+VERIFY_HINT = "python tools/verify_evidence.py BUNDLE --key KEYS (from manage.py audit_public_key)"
 
 
 class SelectionError(ValueError):
@@ -67,9 +67,9 @@ def build(jobs: QuerySet, selection: dict, actor: audit.Actor) -> dict:
     frozen, so the export is not in its own bundle)."""
     limit = settings.EVIDENCE_MAX_JOBS
     chosen = list(
-        jobs.select_related("connector").prefetch_related("attempt_rows").order_by("created_at")[
-            : limit + 1
-        ]
+        jobs.select_related("connector")
+        .prefetch_related("attempt_rows")
+        .order_by("created_at")[: limit + 1]
     )
     if not chosen:
         raise SelectionError("no job matches this selection")

@@ -95,8 +95,7 @@ def pins(job: Job, names: Iterable[str] | None = None) -> dict[str, str]:
     """Digests of the job's lineage fields (all, or those named), for its audit event."""
     content = lineage_content(job)
     return {
-        name: audit.digest_value(content[name])
-        for name in (content if names is None else names)
+        name: audit.digest_value(content[name]) for name in (content if names is None else names)
     }
 
 

@@ -205,7 +205,9 @@ class JobAdmin(ReadOnlyModelAdmin):
             reverse("admin:connectors_job_evidence", args=[obj.id]),
         )
 
-    @admin.action(description="Export an evidence bundle of the selected jobs", permissions=["view"])
+    @admin.action(
+        description="Export an evidence bundle of the selected jobs", permissions=("view",)
+    )
     def export_evidence(self, request, queryset):
         """From a search result: select the jobs (or all of them) and export one bundle."""
         selection = {"admin_selection": dict(request.GET.items()), "jobs": queryset.count()}
