@@ -193,16 +193,17 @@ def verify_events(events: list, chain: list[dict]) -> dict[int, dict]:
     at = {}
     for checkpoint in chain:
         at.setdefault(checkpoint["sequence"], []).append(checkpoint)
-    full, previous_sequence, previous_hash = {}, None, None
     for position, event in enumerate(events):
         if not isinstance(event, dict) or not isinstance(event.get("sequence"), int):
             raise Mismatch(f"events[{position}]: not an audit event")
-        sequence = event["sequence"]
-        if previous_sequence is not None and sequence <= previous_sequence:
+        if position and event["sequence"] <= events[position - 1]["sequence"]:
             raise Mismatch(
-                f"event #{sequence}: it comes after #{previous_sequence} in the bundle; "
-                "events were re-ordered or duplicated"
+                f"event #{event['sequence']}: it comes after #{events[position - 1]['sequence']} "
+                "in the bundle; events were re-ordered or duplicated"
             )
+    full, previous_sequence, previous_hash = {}, None, None
+    for event in events:
+        sequence = event["sequence"]
         if previous_sequence is None or sequence != previous_sequence + 1:
             if previous_sequence is not None and previous_sequence not in at:
                 raise Mismatch(
