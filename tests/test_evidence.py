@@ -18,7 +18,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from connectors import audit, checkpoints, jobs
+from connectors import audit, checkpoints, crypto, jobs
 from connectors.exports import AUDIT_FIELDS
 from connectors.models import AuditChainHead, AuditCheckpoint, AuditEvent, Job
 from connectors.work import Submission
@@ -135,8 +135,8 @@ def verify(tmp_path, bundle: dict, *options: str, keys: Path | None = None):
     )
 
 
-def not_verified(tmp_path, bundle: dict, **options) -> str:
-    result = verify(tmp_path, bundle, **options)
+def not_verified(tmp_path, bundle: dict, keys: Path | None = None) -> str:
+    result = verify(tmp_path, bundle, keys=keys)
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout == ""
     return result.stderr.strip().removeprefix("NOT VERIFIED: ")
@@ -578,3 +578,38 @@ def test_a_purged_job_still_verifies_with_its_payload_blank(journeys, tmp_path, 
     assert verify(tmp_path, bundle).returncode == 0
     bundle["jobs"][0]["prompt"] = "Decide on: something else"
     assert "its lineage's prompt does not match" in not_verified(tmp_path, bundle)
+
+
+def test_a_bundle_across_a_key_rotation_verifies_with_both_keys(journeys, tmp_path, settings):
+    old_keys = public_keys(tmp_path).read_text()
+    settings.AUDIT_SIGNING_KEY = base64.b64encode(
+        Ed25519PrivateKey.generate().private_bytes_raw()
+    ).decode()
+    bundle = export(tmp_path, source_reference="INV-1")  # its last checkpoint: the new key
+    assert len({checkpoint["key_id"] for checkpoint in bundle["checkpoints"]}) == 2
+
+    both = verify(tmp_path, bundle)  # audit_public_key lists the new key and the old one
+
+    assert both.returncode == 0, both.stderr
+    new_only = tmp_path / "new-key.txt"
+    new_only.write_text(crypto.signing_public_key() + "\n")
+    old_id = json.loads(old_keys)["keys"][0]["key_id"]
+    assert not_verified(tmp_path, bundle, keys=new_only) == (
+        f"checkpoint 1 (head #{bundle['checkpoints'][0]['sequence']}): signed with key "
+        f"{old_id}, which is not one of the trusted keys"
+    )
+
+
+def test_the_admin_action_refuses_too_many_jobs_with_a_message(officer, journeys, settings):
+    settings.EVIDENCE_MAX_JOBS = 1
+    listing = reverse("admin:connectors_job_changelist")
+
+    response = officer.post(
+        listing,
+        {"action": "export_evidence", "select_across": "1", "_selected_action": ["x"]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "No evidence bundle: more than 1 jobs match" in response.content.decode()
+    assert not AuditEvent.objects.filter(action="evidence.export").exists()
