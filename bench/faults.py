@@ -28,6 +28,7 @@ settled within --settle-timeout and no process exited by itself; 1 otherwise.
 
 import argparse
 import ast
+import base64
 import collections
 import contextlib
 import itertools
@@ -309,6 +310,7 @@ class Harness:
             "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             "AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
             "REDACTION_HMAC_KEY": secrets.token_urlsafe(32),
+            "AUDIT_SIGNING_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
             "INTERLOCK_VAR_DIR": str(var_dir),
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{self.database}",
             "REDIS_URL": self.redis_url,

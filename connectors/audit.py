@@ -1,11 +1,15 @@
 """The tamper-evident audit trail: record(...) appends, verify() proves nothing was changed.
 
-Each event's hash is an HMAC (key from the environment, not the database) over its content and the
-previous event's hash. Whoever can write the table cannot recompute the chain; cutting off the
-newest events is caught by comparing with a checkpoint exported earlier (`audit_checkpoint`).
+Two chains run through the same events. `hash` is an HMAC (key from the environment, not the
+database) over the event's content and the previous event's hash: whoever can write the table
+cannot recompute it, but only a key holder can check it. `public_hash` is a plain SHA-256 chain
+over the same content that anyone can recompute; whoever can write the table could recompute it
+too, which is why the signed checkpoints (checkpoints.py) anchor it, and copies of those live
+outside Interlock. Cutting off the newest events is caught by comparing with a checkpoint.
 Called explicitly from the code paths that change things, never from model signals.
 """
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -94,11 +98,17 @@ def record_many(entries: Iterable[Entry]) -> None:
                 ip_address=entry.actor.ip_address,
                 previous_hash=head.hash,
             )
-            event.hash = compute_hash(event)
-            head.sequence, head.hash = event.sequence, event.hash
+            message = canonical(event)
+            event.hash = crypto.audit_mac(message)
+            event.public_hash = public_link(head.public_hash, event.sequence, message)
+            head.sequence, head.hash, head.public_hash = (
+                event.sequence,
+                event.hash,
+                event.public_hash,
+            )
             events.append(event)
         AuditEvent.objects.bulk_create(events)
-        head.save(update_fields=["sequence", "hash"])
+        head.save(update_fields=["sequence", "hash", "public_hash"])
 
 
 def locked_head() -> AuditChainHead:
@@ -111,6 +121,12 @@ def locked_head() -> AuditChainHead:
 
 
 def compute_hash(event: AuditEvent) -> str:
+    return crypto.audit_mac(canonical(event))
+
+
+def canonical(event) -> bytes:
+    """The bytes both chains hash: the event's content and the previous keyed hash, as compact
+    JSON with sorted keys (tools/verify_evidence.py builds the same bytes; never change them)."""
     content = {
         "sequence": event.sequence,
         "created_at": event.created_at.isoformat(timespec="microseconds"),
@@ -125,8 +141,49 @@ def compute_hash(event: AuditEvent) -> str:
         "ip_address": event.ip_address,
         "previous_hash": event.previous_hash,
     }
-    message = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return crypto.audit_mac(message.encode())
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def content_digest(message: bytes) -> str:
+    return hashlib.sha256(message).hexdigest()
+
+
+def public_link(previous_public_hash: str, sequence: int, message: bytes) -> str:
+    """The public chain's next hash: SHA-256 of the previous one, the sequence and the content's
+    digest. Built on the digest so a bundle can carry a neighbour's digest without its content."""
+    return link_digest(previous_public_hash, sequence, content_digest(message))
+
+
+def link_digest(previous_public_hash: str, sequence: int, digest: str) -> str:
+    return hashlib.sha256(f"{previous_public_hash}:{sequence}:{digest}".encode()).hexdigest()
+
+
+def digest_value(value: Any) -> str:
+    """SHA-256 of a JSON value in canonical form: pins a lineage field in an event's changes.
+    A float with no fraction hashes as the integer: PostgreSQL's jsonb gives 1e16 back as one."""
+    text = json.dumps(_integral(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_integral(item) for item in value]
+    return value
+
+
+def backfill_public_chain(event_model, head_model, chunk: int = 2000) -> None:
+    """Compute the public chain over events written before it existed (migration 0010)."""
+    previous, last = GENESIS_HASH, 0
+    while batch := list(event_model.objects.filter(sequence__gt=last).order_by("sequence")[:chunk]):
+        for event in batch:
+            event.public_hash = previous = public_link(previous, event.sequence, canonical(event))
+        event_model.objects.bulk_update(batch, ["public_hash"])
+        last = batch[-1].sequence
+    head_model.objects.filter(pk=1, sequence=last).update(public_hash=previous)
 
 
 def _json_safe(value: Any) -> Any:
@@ -156,9 +213,9 @@ class Verification:
     head_hash: str = ""
 
 
-def _head() -> tuple[int, str]:
+def _head() -> tuple[int, str, str]:
     head = AuditChainHead.objects.filter(pk=1).first()
-    return (head.sequence, head.hash) if head else (0, GENESIS_HASH)
+    return (head.sequence, head.hash, head.public_hash) if head else (0, GENESIS_HASH, GENESIS_HASH)
 
 
 def verify(
@@ -172,20 +229,25 @@ def verify(
     The head is read before the events it covers, so events appended meanwhile are not taken
     for tampering; an event beyond a head that no longer moves was not written by Interlock.
     `start` (sequence, hash) resumes from a head verified before. `progress(checked)` is called
-    every `every` events (a long chain takes minutes)."""
+    every `every` events (a long chain takes minutes). The public chain is checked beside the
+    keyed one (from a `start`, from the public hash stored at that event)."""
     expected_sequence, expected_previous = (start[0] + 1, start[1]) if start else (1, GENESIS_HASH)
+    expected_public = _public_hash_at(start[0]) if start else GENESIS_HASH
     checked, hashes_at_checkpoint = 0, None
     while True:
-        head_sequence, head_hash = _head()
+        head_sequence, head_hash, head_public = _head()
         events = AuditEvent.objects.filter(
             sequence__gte=expected_sequence, sequence__lte=head_sequence
         ).order_by("sequence")
         for event in events.iterator(chunk_size=2000):
-            if problem := _event_problem(event, expected_sequence, expected_previous):
+            if problem := _event_problem(
+                event, expected_sequence, expected_previous, expected_public
+            ):
                 return _broken(checked, *problem)
             if checkpoint and event.sequence == checkpoint["sequence"]:
-                hashes_at_checkpoint = event.hash
+                hashes_at_checkpoint = (event.hash, event.public_hash)
             expected_previous, expected_sequence = event.hash, event.sequence + 1
+            expected_public = event.public_hash
             checked += 1
             if progress and checked % every == 0:
                 progress(checked)
@@ -197,6 +259,8 @@ def verify(
                 f"the chain ends at #{last} but the head says #{head_sequence}: newest events "
                 "were removed or the head was edited",
             )
+        if expected_public is not None and expected_public != head_public:
+            return _broken(checked, last, "the head's public hash does not match the chain")
         beyond = AuditEvent.objects.filter(sequence__gt=head_sequence).order_by("sequence")
         first_beyond = beyond.values_list("sequence", flat=True).first()
         if first_beyond is None:
@@ -213,21 +277,46 @@ def verify(
                 f"the checkpoint names event #{checkpoint['sequence']} but the chain ends at "
                 f"#{last}: newest events were removed",
             )
-        if start is None and hashes_at_checkpoint != checkpoint["hash"]:
+        if (
+            start is None
+            and checkpoint["sequence"]
+            and (
+                hashes_at_checkpoint is None
+                or hashes_at_checkpoint[0] != checkpoint["hash"]
+                or hashes_at_checkpoint[1] != checkpoint.get("public_hash", hashes_at_checkpoint[1])
+            )
+        ):
             return _broken(
                 checked, checkpoint["sequence"], "its hash differs from the exported checkpoint"
             )
     return Verification(True, checked, last, head_hash=expected_previous)
 
 
-def _event_problem(event: AuditEvent, sequence: int, previous: str) -> tuple[int, str] | None:
+def _public_hash_at(sequence: int) -> str | None:
+    """The stored public hash of an event (None: not found, so the public chain is not checked
+    from there; the scheduler's full verification checks it)."""
+    if sequence == 0:
+        return GENESIS_HASH
+    return (
+        AuditEvent.objects.filter(sequence=sequence).values_list("public_hash", flat=True).first()
+    )
+
+
+def _event_problem(
+    event: AuditEvent, sequence: int, previous: str, previous_public: str | None
+) -> tuple[int, str] | None:
     if event.sequence != sequence:
         problem = "missing" if event.sequence > sequence else "duplicated"
         return sequence, f"event #{sequence} is {problem}"
     if event.previous_hash != previous:
         return event.sequence, "its previous hash does not match the chain"
-    if event.hash != compute_hash(event):
+    message = canonical(event)
+    if event.hash != crypto.audit_mac(message):
         return event.sequence, "its content does not match its hash"
+    if previous_public is not None and event.public_hash != public_link(
+        previous_public, event.sequence, message
+    ):
+        return event.sequence, "its public hash does not match the chain"
     return None
 
 
@@ -237,4 +326,9 @@ def _broken(checked: int, sequence: int, reason: str) -> Verification:
 
 def current_checkpoint() -> dict:
     head = AuditChainHead.objects.filter(pk=1).first() or AuditChainHead()
-    return {"sequence": head.sequence, "hash": head.hash, "at": timezone.now().isoformat()}
+    return {
+        "sequence": head.sequence,
+        "hash": head.hash,
+        "public_hash": head.public_hash,
+        "at": timezone.now().isoformat(),
+    }

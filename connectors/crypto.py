@@ -1,11 +1,14 @@
-"""The only module that touches keys: field encryption (MultiFernet) and the keyed hashes."""
+"""The only module that touches keys: field encryption (MultiFernet), the keyed hashes and the
+audit checkpoints' signing key (Ed25519)."""
 
+import base64
 import hashlib
 import hmac
 import json
 from functools import cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 
 from connectors.errors import DecryptionError
@@ -63,3 +66,24 @@ def record_fingerprint(record) -> str:
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     message = b"idempotency\x00" + canonical.encode()
     return hmac.new(redaction_hash_key(), message, hashlib.sha256).hexdigest()
+
+
+@cache
+def _signing_key(encoded: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(base64.b64decode(encoded))
+
+
+def signing_public_key() -> str:
+    """The public half of AUDIT_SIGNING_KEY (raw 32 bytes, base64): what auditors verify with."""
+    public = _signing_key(settings.AUDIT_SIGNING_KEY).public_key()
+    return base64.b64encode(public.public_bytes_raw()).decode()
+
+
+def key_id(public_key: str) -> str:
+    """A public key's short name: the first 16 hex digits of the SHA-256 of its raw bytes."""
+    return hashlib.sha256(base64.b64decode(public_key)).hexdigest()[:16]
+
+
+def sign(message: bytes) -> str:
+    """An Ed25519 signature (base64) of message with AUDIT_SIGNING_KEY."""
+    return base64.b64encode(_signing_key(settings.AUDIT_SIGNING_KEY).sign(message)).decode()

@@ -7,7 +7,7 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 
-from connectors import review
+from connectors import audit, review
 from connectors.files.formats import safe_cell
 from connectors.models import AuditEvent, Job
 
@@ -25,6 +25,7 @@ AUDIT_FIELDS = [
     "ip_address",
     "previous_hash",
     "hash",
+    "public_hash",
 ]
 
 
@@ -44,6 +45,7 @@ def audit_rows(events: Iterable[AuditEvent]) -> Iterator[dict]:
             "ip_address": event.ip_address,
             "previous_hash": event.previous_hash,
             "hash": event.hash,
+            "public_hash": event.public_hash,
         }
 
 
@@ -73,9 +75,34 @@ def audit_jsonl(events: Iterable[AuditEvent]) -> Iterator[str]:
         yield json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
 
 
+def lineage_content(job: Job) -> dict:
+    """The lineage fields a job's audit events pin by digest (`digests` in their changes), as
+    the lineage shows them; tools/verify_evidence.py checks a bundle's lineage against them.
+    The lineage's `write_back` also names the connector's sink, which is not pinned."""
+    return {
+        "redacted_input": job.input_data,
+        "prompt": job.prompt,
+        "repair_prompt": job.repair_prompt or None,
+        "provider": {"name": job.provider_name, "model": job.model},
+        "ai_output": job.ai_output,
+        "validated_output": job.output,
+        "result": job.result,
+        "write_back": job.write_outcome,
+    }
+
+
+def pins(job: Job, names: Iterable[str] | None = None) -> dict[str, str]:
+    """Digests of the job's lineage fields (all, or those named), for its audit event."""
+    content = lineage_content(job)
+    return {
+        name: audit.digest_value(content[name]) for name in (content if names is None else names)
+    }
+
+
 def job_lineage(job: Job) -> dict:
     """Everything about one record's journey, for an auditor; never the token map."""
     connector = job.connector
+    content = lineage_content(job)
     return {
         "job": str(job.id),
         "connector": {"slug": connector.slug, "name": connector.name},
@@ -85,17 +112,17 @@ def job_lineage(job: Job) -> dict:
             "reference": job.source_reference,
             "idempotency_key": job.idempotency_key,
         },
-        "redacted_input": job.input_data,
+        "redacted_input": content["redacted_input"],
         "redaction_hits": job.redaction_hits,
-        "prompt": job.prompt,
-        "repair_prompt": job.repair_prompt or None,
-        "provider": {"name": job.provider_name, "model": job.model},
-        "ai_output": job.ai_output,
-        "validated_output": job.output,
-        "result": job.result,
+        "prompt": content["prompt"],
+        "repair_prompt": content["repair_prompt"],
+        "provider": content["provider"],
+        "ai_output": content["ai_output"],
+        "validated_output": content["validated_output"],
+        "result": content["result"],
         "token_report": job.token_report,
         "review": review.evidence(job),
-        "write_back": {"sink": connector.sink_kind, **job.write_outcome},
+        "write_back": {"sink": connector.sink_kind, **content["write_back"]},
         "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
         "tokens": {"input": job.tokens_in, "output": job.tokens_out, "cost": str(job.cost)},
         "timestamps": {

@@ -21,13 +21,15 @@ from rq import Queue
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 
-from connectors import audit, batches, broker, crypto, lifecycle, pipeline
+from connectors import audit, batches, broker, crypto, exports, lifecycle, pipeline
 from connectors.errors import PipelineError
 from connectors.models import Connector, Job
 from connectors.work import Submission
 
 logger = logging.getLogger(__name__)
 Status = Job.Status
+# What a job's first audit event pins (exports.pins): the rest is pinned when it finishes.
+CREATED_PINS = ("redacted_input", "prompt")
 RQ_JOB_TIMEOUT = 60 * 60  # a batch is bounded by provider timeouts; leases recover the rest
 WAITING_RQ_STATES = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
@@ -119,7 +121,10 @@ def submit(
                 actor,
                 job,
                 connector=connector.slug,
-                changes={"source_reference": job.source_reference} if job.source_reference else {},
+                changes={
+                    **({"source_reference": job.source_reference} if job.source_reference else {}),
+                    "digests": exports.pins(job, CREATED_PINS),
+                },
             )
             for job in created
         )

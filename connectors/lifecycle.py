@@ -19,6 +19,7 @@ reconciler lock job rows only (`of=("self",)`), never the connector: intake hold
 when its commit checks the new rows' foreign key, which takes a share lock on the connector row.
 """
 
+import copy
 import random
 from datetime import timedelta
 
@@ -27,7 +28,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from connectors import audit
+from connectors import audit, exports
 from connectors.models import Job, JobAttempt, Provider, Review
 from connectors.work import Answer, Outcome
 
@@ -137,6 +138,7 @@ def finish_many(results: list[tuple[Job, Outcome]]) -> int:
             if status == Status.AWAITING_REVIEW:
                 changes["rule"] = outcome.held
                 held.append(_review_for(job, outcome, now))
+            changes["digests"] = exports.pins(_as_stored(job, fields))
             entries.append(
                 audit.entry_for(action, SYSTEM, job, connector=job.connector.slug, changes=changes)
             )
@@ -157,6 +159,16 @@ def _review_for(job: Job, outcome: Outcome, now) -> Review:
         deadline=now + timedelta(hours=connector.review_deadline_hours),
         held_output=outcome.answer.output if outcome.answer else None,
     )
+
+
+def _as_stored(job: Job, fields: dict) -> Job:
+    """The job as its row reads after the update (the sums computed in SQL left out): what its
+    finishing event pins the lineage to."""
+    stored = copy.copy(job)
+    for name, value in fields.items():
+        if not hasattr(value, "resolve_expression"):
+            setattr(stored, name, value)
+    return stored
 
 
 def _attempt_data(job: Job, outcome: Outcome, now) -> dict:

@@ -698,6 +698,8 @@ class AuditEvent(models.Model):
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     previous_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
+    # A plain SHA-256 chain beside the keyed one, so anyone can recompute it (see audit.py).
+    public_hash = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-sequence"]
@@ -711,6 +713,28 @@ class AuditChainHead(models.Model):
 
     sequence = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="0" * 64)
+    public_hash = models.CharField(max_length=64, default="0" * 64)
 
     def __str__(self) -> str:
         return f"audit head #{self.sequence}"
+
+
+class AuditCheckpoint(models.Model):
+    """The chain head signed with AUDIT_SIGNING_KEY; each names the previous one's digest."""
+
+    sequence = models.BigIntegerField(db_index=True)
+    statement = models.TextField(help_text="The signed JSON, byte for byte.")
+    signature = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True)
+    # Unique: two schedulers signing at once cannot fork the checkpoint chain.
+    previous_digest = models.CharField(max_length=64, unique=True)
+    key_id = models.CharField(max_length=16)
+    public_key = models.CharField(max_length=64)
+    signed_at = models.DateTimeField()
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.sequence} ({self.digest[:12]})"

@@ -4,6 +4,8 @@ Development (DEBUG on, the default) generates its secrets once into var/; produc
 refuses to start without them, naming what to set.
 """
 
+import base64
+import binascii
 import json
 import math
 import os
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import environ
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -85,6 +88,9 @@ def _development_secrets() -> dict[str, str]:
         "FIELD_ENCRYPTION_KEYS": lambda: Fernet.generate_key().decode(),
         "AUDIT_HMAC_KEY": lambda: secrets.token_urlsafe(32),
         "REDACTION_HMAC_KEY": lambda: secrets.token_urlsafe(32),
+        "AUDIT_SIGNING_KEY": lambda: base64.b64encode(
+            Ed25519PrivateKey.generate().private_bytes_raw()
+        ).decode(),
     }
     missing = {name: make() for name, make in wanted.items() if name not in stored}
     if missing:
@@ -122,6 +128,16 @@ for _key in FIELD_ENCRYPTION_KEYS:
         ) from error
 AUDIT_HMAC_KEY = _secret("AUDIT_HMAC_KEY", _dev)
 REDACTION_HMAC_KEY = _secret("REDACTION_HMAC_KEY", _dev)
+# Signs the audit checkpoints (Ed25519); only its public half ever leaves the host.
+AUDIT_SIGNING_KEY = _secret("AUDIT_SIGNING_KEY", _dev)
+try:
+    if len(base64.b64decode(AUDIT_SIGNING_KEY, validate=True)) != 32:
+        raise ValueError
+except (ValueError, binascii.Error):
+    raise ImproperlyConfigured(
+        "AUDIT_SIGNING_KEY must be an Ed25519 private key, 32 bytes in base64; generate one "
+        "with: python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'"
+    ) from None
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -281,6 +297,15 @@ REVIEW_NOTIFY_INTERVAL_SECONDS = envint("REVIEW_NOTIFY_INTERVAL_SECONDS", defaul
 # appended since (a chain longer than AUDIT_PAGE_VERIFY_LIMIT is never verified on a page).
 AUDIT_VERIFY_INTERVAL_SECONDS = envint("AUDIT_VERIFY_INTERVAL_SECONDS", default=600, at_least=1)
 AUDIT_PAGE_VERIFY_LIMIT = envint("AUDIT_PAGE_VERIFY_LIMIT", default=100_000, at_least=0)
+# Signed checkpoints of the chain head (connectors/checkpoints.py): how often the scheduler signs
+# one, and where copies go so they live outside Interlock's reach (a folder, a URL to POST to).
+AUDIT_CHECKPOINT_INTERVAL_SECONDS = envint(
+    "AUDIT_CHECKPOINT_INTERVAL_SECONDS", default=300, at_least=1
+)
+AUDIT_CHECKPOINT_DIR = env.str("AUDIT_CHECKPOINT_DIR", default="")
+AUDIT_CHECKPOINT_URL = env.str("AUDIT_CHECKPOINT_URL", default="")
+# The most jobs one evidence bundle may hold (a wider selection is refused, naming the limit).
+EVIDENCE_MAX_JOBS = envint("EVIDENCE_MAX_JOBS", default=10_000, at_least=1)
 EMAIL_URL = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_URL)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="interlock@localhost")

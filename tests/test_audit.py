@@ -112,7 +112,7 @@ def test_catches_newest_rows_cut_off_with_the_head_rewound(chain, tmp_path):
     assert json.loads(checkpoint.read_text())["sequence"] == 5
     # Whoever cuts off the tail and rewinds the head leaves a valid-looking chain...
     AuditEvent.objects.filter(sequence__gte=4).delete()
-    AuditChainHead.objects.update(sequence=3, hash=chain[2].hash)
+    AuditChainHead.objects.update(sequence=3, hash=chain[2].hash, public_hash=chain[2].public_hash)
     assert verify().startswith("Audit chain intact: 3 events")
 
     # ...which the checkpoint exported earlier exposes.

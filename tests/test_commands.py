@@ -1,5 +1,6 @@
 """Management commands: API keys shown once, key rotation, serve's settings checks."""
 
+import base64
 import io
 import os
 import subprocess
@@ -108,6 +109,7 @@ def test_check_deploy_is_clean_in_production_mode():
             FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
             AUDIT_HMAC_KEY="a" * 40,
             REDACTION_HMAC_KEY="r" * 40,
+            AUDIT_SIGNING_KEY=base64.b64encode(b"s" * 32).decode(),
             ALLOWED_HOSTS="interlock.example",
         ),
         capture_output=True,

@@ -3,11 +3,13 @@
 from django.contrib import admin, messages
 from django.db import transaction
 from django.http import Http404, JsonResponse
+from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from connectors import audit, exports, jobs, lifecycle
+from connectors import audit, evidence, exports, jobs, lifecycle
+from connectors.admin import evidence as evidence_admin
 from connectors.admin.base import ReadOnlyModelAdmin, actor_for
 from connectors.models import Job, JobAttempt, Review
 
@@ -72,7 +74,7 @@ class JobAdmin(ReadOnlyModelAdmin):
     list_select_related = ["connector"]
     date_hierarchy = "created_at"
     inlines = [JobAttemptInline]
-    actions = ["retry", "cancel"]
+    actions = ["retry", "cancel", "export_evidence"]
     exclude = ["encrypted_tokens", "record_fingerprint"]
     readonly_fields = ["lineage_link", "review_shown"]
     fieldsets = [
@@ -165,6 +167,11 @@ class JobAdmin(ReadOnlyModelAdmin):
                 self.admin_site.admin_view(self.lineage_view),
                 name="connectors_job_lineage",
             ),
+            path(
+                "<uuid:job_id>/evidence.json",
+                self.admin_site.admin_view(self.evidence_view),
+                name="connectors_job_evidence",
+            ),
             *super().get_urls(),
         ]
 
@@ -178,10 +185,40 @@ class JobAdmin(ReadOnlyModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="job-{job.id}.json"'
         return response
 
+    def evidence_view(self, request, job_id):
+        """The job's evidence bundle: what an auditor verifies with the public key alone."""
+        job = Job.objects.filter(id=job_id).first()
+        if job is None or not self.has_view_permission(request, job):
+            raise Http404("No such job.")
+        selection = evidence.Selection(job=str(job.id))
+        try:
+            return evidence_admin.bundle_response(
+                request, selection.jobs(), selection.describe(), f"job-{job.id}"
+            )
+        except evidence.SelectionError as error:
+            self.message_user(request, f"No evidence bundle: {error}.", messages.ERROR)
+            return redirect("admin:connectors_job_change", job.id)
+
     @admin.display(description="lineage")
     def lineage_link(self, obj: Job):
-        url = reverse("admin:connectors_job_lineage", args=[obj.id])
-        return format_html('<a href="{}">Download the lineage of this record (JSON)</a>', url)
+        return format_html(
+            '<a href="{}">Download the lineage of this record (JSON)</a> · '
+            '<a href="{}">Download its evidence bundle (verifiable with the public key)</a>',
+            reverse("admin:connectors_job_lineage", args=[obj.id]),
+            reverse("admin:connectors_job_evidence", args=[obj.id]),
+        )
+
+    @admin.action(
+        description="Export an evidence bundle of the selected jobs", permissions=("view",)
+    )
+    def export_evidence(self, request, queryset):
+        """From a search result: select the jobs (or all of them) and export one bundle."""
+        selection = {"admin_selection": dict(request.GET.items()), "jobs": queryset.count()}
+        try:
+            return evidence_admin.bundle_response(request, queryset, selection, "jobs")
+        except evidence.SelectionError as error:
+            self.message_user(request, f"No evidence bundle: {error}.", messages.ERROR)
+            return None
 
     @admin.display(description="review")
     def review_shown(self, obj: Job):

@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("connectors", "0009_fallback_providers"),
+        ("connectors", "0010_signed_checkpoints"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

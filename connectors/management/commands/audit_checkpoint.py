@@ -3,19 +3,28 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from connectors import audit
+from connectors import checkpoints
 
 
 class Command(BaseCommand):
-    help = "Write the audit chain's head (sequence and hash) to a file kept outside the database."
+    help = (
+        "Sign the audit chain's head (a checkpoint, stored and delivered to AUDIT_CHECKPOINT_DIR "
+        "/ AUDIT_CHECKPOINT_URL) and optionally write it to a file kept outside the database."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("file", help="Where to write the checkpoint (JSON).")
+        parser.add_argument("file", nargs="?", help="Also write the checkpoint here (JSON).")
 
     def handle(self, *args, **options):
-        checkpoint = audit.current_checkpoint()
-        Path(options["file"]).write_text(json.dumps(checkpoint, indent=2) + "\n")
+        checkpoint = checkpoints.create()
+        delivered = checkpoints.publish_pending()
+        body = checkpoints.document(checkpoint)
+        where = ""
+        if options["file"]:
+            Path(options["file"]).write_text(json.dumps(body, indent=2) + "\n")
+            where = f" and written to {options['file']}"
         self.stdout.write(
-            f"Checkpoint #{checkpoint['sequence']} written to {options['file']}; "
+            f"Checkpoint #{checkpoint.sequence} signed with key {checkpoint.key_id}{where}"
+            f"{f'; {delivered} delivered' if delivered else ''}; "
             "verify later with: manage.py verify_audit --checkpoint FILE"
         )

@@ -1,6 +1,7 @@
 """The scheduler: the reconciler every few seconds, failing-connector alerts every minute, the
-payload retention purge every RETENTION_INTERVAL_SECONDS, the review deadlines every 10 s and
-the review notices every REVIEW_NOTIFY_INTERVAL_SECONDS. Pollers run in run_sources."""
+payload retention purge every RETENTION_INTERVAL_SECONDS, the review deadlines every 10 s,
+the review notices every REVIEW_NOTIFY_INTERVAL_SECONDS and a signed audit checkpoint every
+AUDIT_CHECKPOINT_INTERVAL_SECONDS. Pollers run in run_sources."""
 
 import logging
 import signal
@@ -11,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from connectors import chain_status, jobs, operations, review, review_schedule
+from connectors import chain_status, checkpoints, jobs, operations, review, review_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Command(BaseCommand):
             (review_schedule.apply_deadlines, 10.0),
             (review.report_rejections, float(interval)),
             (review_schedule.notify_reviewers, float(settings.REVIEW_NOTIFY_INTERVAL_SECONDS)),
+            (checkpoints.run, float(settings.AUDIT_CHECKPOINT_INTERVAL_SECONDS)),
         ]
         last_run = {task: 0.0 for task, _ in periodic}
         while not stop.is_set():

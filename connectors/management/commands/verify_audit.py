@@ -19,8 +19,10 @@ class Command(BaseCommand):
         checkpoint = None
         if options["checkpoint"]:
             try:
-                checkpoint = json.loads(Path(options["checkpoint"]).read_text())
-                checkpoint = {"sequence": int(checkpoint["sequence"]), "hash": checkpoint["hash"]}
+                stored = json.loads(Path(options["checkpoint"]).read_text())
+                checkpoint = {"sequence": int(stored["sequence"]), "hash": stored["hash"]}
+                if "public_hash" in stored:  # signed checkpoints carry the public chain's too
+                    checkpoint["public_hash"] = stored["public_hash"]
             except (OSError, ValueError, KeyError, TypeError) as error:
                 raise CommandError(f"cannot read the checkpoint: {error}") from None
         total = audit.current_checkpoint()["sequence"]
