@@ -100,8 +100,10 @@ def test_an_answer_the_condition_holds_waits_and_nothing_is_written(
     row = json.dumps(Job.objects.filter(id=job.id).values().get(), default=str)
     assert CANARY_SSN not in row
     assert JobAttempt.objects.get(job=job).outcome == "held"
-    event = AuditEvent.objects.get(action="job.held")
-    assert event.changes == {"attempt": 1, "provider": "gpt", "rule": CONDITION}
+    changes = dict(AuditEvent.objects.get(action="job.held").changes)
+    digests = changes.pop("digests")  # the lineage the event pins (signed audit evidence)
+    assert changes == {"attempt": 1, "provider": "gpt", "rule": CONDITION}
+    assert {"prompt", "redacted_input", "ai_output"} <= set(digests)
 
 
 def test_answers_the_condition_lets_through_are_written_back_at_once(
@@ -326,3 +328,26 @@ def test_a_held_job_survives_a_worker_sigkill_and_a_redis_flush(
     assert Job.objects.get(id=job.id).status == "succeeded"
     assert len(callback_server.received) == 1
     assert len(openai_server.requests) == 1
+
+
+@pytest.mark.parametrize("decision", ["edit", "reject"])
+def test_a_reviewed_job_s_evidence_bundle_verifies(
+    client, key, openai_server, callback_server, tmp_path, decision
+):
+    """The review's decision is part of the job's evidence: an edited answer or a rejection
+    must not make the auditor's verifier report a mismatch."""
+    from tests.test_evidence import export, verify
+
+    job = held(client, key, openai_server)
+    if decision == "edit":
+        edited = {"decision": "reject", "confidence": 1, "reason": "duplicate"}
+        review.decide(job.id, ALICE, "edit", answer=edited)
+    else:
+        review.decide(job.id, ALICE, "reject", reason="the amount is wrong")
+    settle()
+
+    bundle = export(tmp_path, job=str(job.id))
+    result = verify(tmp_path, bundle)
+    assert result.returncode == 0, result.stderr
+    actions = {event["action"] for event in bundle["events"] if event.get("action")}
+    assert {"job.held", f"review.{decision}ed"} <= actions
