@@ -183,8 +183,8 @@ def use(request, kind: str, media_type: str | None = None, body_format=None) -> 
     renderer = RENDERERS[kind]()
     if kind == "csv" and body_format is not None:
         renderer.charset, renderer.delimiter = body_format.encoding, body_format.delimiter
-    request.accepted_renderer = renderer
-    request.accepted_media_type = media_type or DEFAULT_MEDIA_TYPES[kind]
+    renderer.media_type = media_type or DEFAULT_MEDIA_TYPES[kind]  # the Content-Type's
+    request.accepted_renderer, request.accepted_media_type = renderer, renderer.media_type
 
 
 def choose(request, body_kind: str, body_media_type: str = "", body_format=None) -> None:
