@@ -6,6 +6,7 @@ import re
 import time
 import uuid
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from django.db import connection
@@ -122,6 +123,23 @@ def job_without_a_database(client, key, monkeypatch, **_):
         connection.close()
 
 
+def wsdl(client, slug="invoices", key=None):
+    headers = {**bearer(key), "HTTP_ACCEPT": "application/json"} if key else {}
+    return client.get(RECORDS.format(slug=slug) + "?wsdl", **headers)
+
+
+def wsdl_over_the_rate(client, key, connector, **_):
+    one_request_per_minute(connector)
+    wsdl(client, key=key)
+    return wsdl(client, key=key)
+
+
+def wsdl_of_a_disabled_connector(client, key, connector, **_):
+    connector.is_enabled = False
+    connector.save()
+    return wsdl(client, key=key)
+
+
 def health_without_redis(client, settings, **_):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
     return client.get(HEALTH)
@@ -146,13 +164,29 @@ CASES = {
     (RECORDS, "post", 409): records_reusing_a_key,
     (RECORDS, "post", 413): records_too_large,
     (RECORDS, "post", 415): lambda client, key, **_: client.post(
-        RECORDS.format(slug="invoices"), "<r><text>a</text></r>", "application/xml", **bearer(key)
+        RECORDS.format(slug="invoices"),
+        "<r><text>a</text></r>",
+        "application/xml",
+        **bearer(key),
+        HTTP_ACCEPT="application/json",
     ),
     (RECORDS, "post", 422): lambda client, key, **_: post_records(
         client, "invoices", {"records": [{"text": "a"}, {"no": "text"}]}, key=key
     ),
     (RECORDS, "post", 429): records_over_the_rate,
     (RECORDS, "post", 503): records_for_a_disabled_connector,
+    (RECORDS, "get", 200): lambda client, key, **_: client.get(
+        RECORDS.format(slug="invoices") + "?wsdl", **bearer(key)
+    ),
+    (RECORDS, "get", 401): lambda client, **_: client.get(
+        RECORDS.format(slug="invoices") + "?wsdl", HTTP_ACCEPT="application/json"
+    ),
+    (RECORDS, "get", 403): lambda client, key, make_connector, **_: (
+        make_connector("other") and wsdl(client, "other", key)
+    ),
+    (RECORDS, "get", 404): lambda client, key, **_: wsdl(client, "nope", key),
+    (RECORDS, "get", 429): wsdl_over_the_rate,
+    (RECORDS, "get", 503): wsdl_of_a_disabled_connector,
     (JOB, "get", 200): lambda client, key, **_: client.get(job_url(client, key), **bearer(key)),
     (JOB, "get", 400): job_with_a_bad_webhook_id,
     (JOB, "get", 401): lambda client, key, **_: client.get(job_url(client, key)),
@@ -210,6 +244,10 @@ def test_a_real_answer_matches_its_documented_schema(
 
     assert response.status_code == status, response.content[:300]
     documented = documented_response(openapi, path, method, status)
+    if "application/json" not in documented["content"]:  # the WSDL
+        assert response["Content-Type"].split(";")[0] in documented["content"]
+        assert ElementTree.fromstring(response.content).tag.endswith("}definitions")
+        return
     body = response.json()
     assert_matches_schema(openapi, documented, body)
     if documented["content"]["application/json"]["schema"] == ERROR:

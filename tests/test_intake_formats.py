@@ -26,9 +26,9 @@ def connector(make_connector):
 
 
 def post(client, key, body, content_type, headers=None):
-    extra = {
-        "HTTP_" + name.upper().replace("-", "_"): value for name, value in (headers or {}).items()
-    }
+    """Asks for JSON answers (tests/test_answer_formats.py covers the others)."""
+    headers = {"Accept": "application/json", **(headers or {})}
+    extra = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}
     data = body if isinstance(body, bytes) else body.encode()
     return client.post(URL, data, content_type, HTTP_AUTHORIZATION=f"Bearer {key}", **extra)
 
@@ -298,7 +298,11 @@ def test_a_connector_accepts_json_only_unless_it_says_otherwise(
     content_type, body = BODIES[kind]
 
     response = client.post(
-        "/api/v1/connectors/plain/records/", body, content_type, HTTP_AUTHORIZATION=f"Bearer {key}"
+        "/api/v1/connectors/plain/records/",
+        body,
+        content_type,
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+        HTTP_ACCEPT="application/json",
     )
 
     assert response.status_code == 415

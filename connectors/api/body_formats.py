@@ -1,8 +1,8 @@
-"""The intake's body types: JSON, XML, CSV and forms, each read into a list of dict records.
+"""The intake's body types: JSON, XML, SOAP, CSV and forms, each read into a list of dict records.
 
 XML goes through defusedxml and the file drop's helpers (namespaces, repeated children, depth),
-so a record reads the same whether it came in a file or a request. Every refusal is an ApiError;
-a body either yields all its records or none.
+so a record reads the same whether it came in a file, an XML request or a SOAP envelope. Every
+refusal is an ApiError; a body either yields all its records or none.
 """
 
 import codecs
@@ -16,18 +16,21 @@ from defusedxml.ElementTree import ParseError, iterparse
 from django.conf import settings
 
 from connectors import legacy_json
+from connectors.api import soap
 from connectors.api.errors import ApiError
 from connectors.files.formats import SURROGATE, local_name, xml_row
 from connectors.models import Connector
 from connectors.sources import SOURCES
 
-# Media type -> body type; SOAP (application/soap+xml) is not read here.
+# Media type -> body type. SOAP 1.1 is text/xml too: its SOAPAction header or its envelope
+# tells it from plain XML.
 MEDIA_TYPES = {
     "application/json": "json",
     "application/xml": "xml",
     "text/xml": "xml",
     "text/csv": "csv",
     "application/x-www-form-urlencoded": "form",
+    "application/soap+xml": "soap",
 }
 
 
@@ -44,6 +47,8 @@ class BodyFormat:
 class Body:
     records: list
     is_batch: bool
+    kind: str = "json"
+    soap_version: soap.Version | None = None
 
 
 def body_format_for(connector: Connector) -> BodyFormat:
@@ -63,30 +68,57 @@ def media_type_of(content_type: str) -> tuple[str, dict[str, str]]:
 
 
 def accepted_media_types(fmt: BodyFormat) -> list[str]:
-    return [media for media, kind in MEDIA_TYPES.items() if kind in fmt.accepts]
+    accepted = [media for media, kind in MEDIA_TYPES.items() if kind in fmt.accepts]
+    if "soap" in fmt.accepts and "text/xml" not in accepted:
+        accepted.append("text/xml")  # SOAP 1.1
+    return accepted
 
 
-def parse_body(raw: bytes, content_type: str, fmt: BodyFormat) -> Body:
-    if not raw.strip():  # whatever its type; a client sends none with an empty body
-        raise ApiError(400, "empty_body", "The body is empty; send a record.")
+def parse_body(
+    raw: bytes, content_type: str, fmt: BodyFormat, *, soap_action: str | None = None
+) -> Body:
+    """`soap_action` is the SOAPAction header, None when the request has none."""
     media_type, options = media_type_of(content_type)
+    version = soap.labelled_version(media_type, soap_action)
+    if not raw.strip():  # whatever its type; a client sends none with an empty body
+        raise soap_aware(ApiError(400, "empty_body", "The body is empty; send a record."), version)
     kind = MEDIA_TYPES.get(media_type) or ("json" if media_type.endswith("+json") else None)
+    if kind == "xml" and version is None:
+        version = soap.envelope_version(raw)
+    if version is not None or (kind == "xml" and is_soap_only(fmt)):
+        kind = "soap"
     if kind not in fmt.accepts and mislabelled_json(kind, fmt):
         kind = "json"
     if kind not in fmt.accepts:
         accepted = accepted_media_types(fmt)
-        raise ApiError(
+        sent = f"SOAP {version.name} ({media_type})" if version else media_type
+        error = ApiError(
             415,
             "unsupported_media_type",
             f"This connector accepts {', '.join(accepted)}; the body is "
-            f"{media_type or 'without a Content-Type'}.",
+            f"{sent or 'without a Content-Type'}.",
             accepted=accepted,
         )
+        raise soap_aware(error, version)
+    if kind == "soap":
+        return read_soap(raw, fmt, version)
     readers = {"json": read_json, "xml": read_xml, "csv": read_csv, "form": read_form}
     body = readers[kind](raw, fmt, options)
     if not body.records:
         raise ApiError(400, "invalid_body", "The body holds no records.")
     return body
+
+
+def soap_aware(error: ApiError, version: soap.Version | None) -> ApiError:
+    """Mark `error` to be answered as a Fault of `version` (when it is one)."""
+    error.soap_version = version
+    return error
+
+
+def is_soap_only(fmt: BodyFormat) -> bool:
+    """An XML body to a connector that takes SOAP and not plain XML is read as an envelope, so
+    that a body that is none is told so (400), not that XML is not accepted (415)."""
+    return "soap" in fmt.accepts and "xml" not in fmt.accepts
 
 
 def mislabelled_json(kind: str | None, fmt: BodyFormat) -> bool:
@@ -163,10 +195,32 @@ def read_xml(raw: bytes, fmt: BodyFormat, options: dict) -> Body:
     except ParseError as error:
         raise ApiError(400, "invalid_body", f"The body is not well-formed XML: {error}") from None
     if not fmt.record_element:
-        return Body([xml_record(0, root)], is_batch=False)
+        return Body([xml_record(0, root)], is_batch=False, kind="xml")
     if not records:
         raise ApiError(400, "invalid_body", f"The XML holds no <{fmt.record_element}> element.")
-    return Body(records, is_batch=True)
+    return Body(records, is_batch=True, kind="xml")
+
+
+def read_soap(raw: bytes, fmt: BodyFormat, label: soap.Version | None) -> Body:
+    """The Body's first element is the record; with `record_element`, every such element in the
+    Body is one. A refusal is answered as a Fault of the envelope's version."""
+    envelope = soap.open_envelope(raw, label)
+    try:
+        if not fmt.record_element:
+            return Body([xml_record(0, envelope.payload[0])], False, "soap", envelope.version)
+        records = []
+        for top in envelope.payload:
+            for element in top.iter():
+                if local_name(element.tag) == fmt.record_element:
+                    records.append(xml_record(len(records), element))
+                    check_batch_size(len(records))
+        if not records:
+            raise ApiError(
+                400, "invalid_body", f"The SOAP Body holds no <{fmt.record_element}> element."
+            )
+    except ApiError as error:
+        raise soap_aware(error, envelope.version) from None
+    return Body(records, True, "soap", envelope.version)
 
 
 def xml_record(index: int, element) -> dict:
@@ -222,7 +276,7 @@ def read_csv(raw: bytes, fmt: BodyFormat, options: dict) -> Body:
         raise ApiError(
             400, "invalid_body", f"CSV error at line {reader.line_num}: {error}."
         ) from None
-    return Body(records, is_batch=True)
+    return Body(records, is_batch=True, kind="csv")
 
 
 def lookup_name(encoding: str) -> str | None:
@@ -259,7 +313,7 @@ def read_form(raw: bytes, fmt: BodyFormat, options: dict) -> Body:
             f"A field name nests more than {legacy_json.MAX_DEPTH} levels deep.",
             limit=legacy_json.MAX_DEPTH,
         ) from None
-    return Body([record], is_batch=False)
+    return Body([record], is_batch=False, kind="form")
 
 
 def place_form_value(record: dict, name: str, value: str) -> None:

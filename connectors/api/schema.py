@@ -15,7 +15,9 @@ ERRORS: dict[int, dict[str, str]] = {
         "empty_body": "the body is empty",
         "malformed_json": "the body is not JSON that a record can hold (syntax, NaN, 1e999)",
         "invalid_body": '"records" is not a non-empty list, the JSON nests deeper than '
-        "`limit` levels, the XML is not well formed or has a DTD or entities, the CSV or form "
+        "`limit` levels, the XML is not well formed or has a DTD or entities, a SOAP body is "
+        "not an envelope of SOAP 1.1 or 1.2 (a VersionMismatch fault), has an empty Body or a "
+        "header block that must be understood (a MustUnderstand fault), the CSV or form "
         "cannot be read, its charset is not the connector's encoding, or a chunked body is not "
         "well formed",
         "invalid_record": "a record is not a JSON object, or a CSV row has the wrong number of "
@@ -50,8 +52,8 @@ ERRORS: dict[int, dict[str, str]] = {
         "batch_too_large": "more than `limit` records in one request",
     },
     415: {
-        "unsupported_media_type": "the connector does not accept the body's Content-Type "
-        "(`accepted` lists the media types it does)",
+        "unsupported_media_type": "the connector does not accept the body's Content-Type, or "
+        "SOAP (`accepted` lists the media types it does)",
     },
     422: {
         "missing_field": "a record lacks a required field, or a field cannot be converted "
@@ -164,6 +166,16 @@ XML_BODY = {
     "elements become fields by local name (namespaces dropped); a repeated child becomes a list. "
     "DTDs and entities are refused. " + LIMITS,
 }
+SOAP_BODY = {
+    "type": "string",
+    "format": "binary",
+    "description": "A SOAP 1.2 envelope (SOAP 1.1: text/xml with a SOAPAction header, or any "
+    "XML body whose root is a SOAP 1.1 envelope), for a connector that accepts `soap`: the "
+    "Body's first element is the record, or, with `record_element`, every such element in the "
+    "Body is one. The connector's WSDL (GET this URL with ?wsdl) describes it. SOAPAction and "
+    "the `action` parameter are ignored. A SOAP caller is always answered in SOAP: 200 with a "
+    "submitResponse (the jobs), or a Fault under the status listed here. " + LIMITS,
+}
 RECORDS_BODY = {
     "application/json": {
         "anyOf": [
@@ -185,7 +197,8 @@ RECORDS_BODY = {
         "description": 'One JSON record, or {"records": [...]} with ' + LIMITS,
     },
     "application/xml": XML_BODY,
-    "text/xml": XML_BODY,
+    "text/xml": {**XML_BODY, "description": XML_BODY["description"] + " Or SOAP 1.1."},
+    "application/soap+xml": SOAP_BODY,
     "text/csv": {
         "type": "string",
         "format": "binary",
@@ -258,28 +271,108 @@ RECORDS_PARAMETERS = [
     RETRY_AFTER_HEADER,
 ]
 
-RECORDS_RESPONSES = {
-    202: OpenApiResponse(
-        IntakeAcceptedSerializer,
-        description="Accepted: the jobs are stored and will run. Once jobs are stored the "
-        "answer is 202, even if a step after that failed.",
-    ),
-    200: OpenApiResponse(IntakeFinishedSerializer, description="With `wait`: the jobs finished."),
-    **error_responses(RECORDS_CODES),
+# The answer's other formats: the JSON answer's fields, written as each format writes them.
+ANSWER_FORMATS = {
+    "application/xml": "The JSON answer's fields as elements: <jobs><job>…</job></jobs> (one "
+    "job: <job>), an error as <error><code>…</code><detail>…</detail>…</error>; a list is one "
+    "element per item, null an empty element.",
+    "text/xml": "As application/xml; for a SOAP 1.1 caller, a SOAP 1.1 envelope (as "
+    "application/soap+xml describes).",
+    "text/csv": "A header row, then one row per job (or the error), nested fields as dotted "
+    "columns (result.decision), in the connector's delimiter and encoding for its own keys; "
+    "formula-like cells are prefixed with an apostrophe.",
+    "application/x-www-form-urlencoded": "The JSON answer's fields as dotted names "
+    "(jobs.id=…&jobs.status=…), a list as a repeated name, null as an empty value.",
 }
+SOAP_ANSWER = {
+    "type": "string",
+    "description": "A SOAP envelope in the request's version: a submitResponse with one job per "
+    "record (id, status, url; with `wait`, attempts, result as the WSDL types it, result_json, "
+    "error, created_at, finished_at), or a Fault (1.1 faultcode/faultstring, 1.2 Code/Reason "
+    "with our `code` as Subcode) whose detail is an <error> with the Error fields.",
+}
+
+
+def in_every_format(responses: dict, *, soap: bool = False) -> dict:
+    """Each response as JSON (its schema) and in the other answer formats (as text)."""
+    formatted = {}
+    for status, response in responses.items():
+        formatted[status, "application/json"] = response
+        for media_type, description in ANSWER_FORMATS.items():
+            formatted[status, media_type] = {"type": "string", "description": description}
+        if soap and status != 202:  # a SOAP caller's success is a 200
+            formatted[status, "application/soap+xml"] = SOAP_ANSWER
+    return formatted
+
+
+RECORDS_RESPONSES = in_every_format(
+    {
+        202: OpenApiResponse(
+            IntakeAcceptedSerializer,
+            description="Accepted: the jobs are stored and will run. Once jobs are stored the "
+            "answer is 202, even if a step after that failed.",
+        ),
+        200: OpenApiResponse(
+            IntakeFinishedSerializer,
+            description="With `wait`: the jobs finished. A SOAP caller's accepted jobs, too.",
+        ),
+        **error_responses(RECORDS_CODES),
+    },
+    soap=True,
+)
 RECORDS_DESCRIPTION = (
-    'Accept one record, or {"records": [...]}, for a connector, as JSON, XML, CSV or a form '
-    "(whichever the connector accepts; the answer is JSON). Every refusal stores nothing. "
-    "A key with a signing secret must sign the request (Standard Webhooks headers over the raw "
-    "body). A too large body may also be refused by a proxy or the web server in front, with "
-    "a 413 whose body is not JSON."
+    'Accept one record, or {"records": [...]}, for a connector, as JSON, XML, SOAP, CSV or a '
+    "form (whichever the connector accepts). The answer, errors included, is in the format "
+    "`Accept` names (application/json, application/xml, text/xml, text/csv or "
+    "application/x-www-form-urlencoded; wildcards name none), else in the body's (a form sent "
+    "to a connector that takes no forms, or refused before its key was known, is answered as "
+    "JSON); a SOAP caller gets SOAP. Every refusal stores nothing. A key with a signing "
+    "secret must sign the request (Standard Webhooks headers over the raw body). A too large "
+    "body may also be refused by a proxy or the web server in front, with a 413 whose body "
+    "is not JSON."
+)
+
+WSDL_CODES = {*ERRORS[401], *ERRORS[403], *ERRORS[404], *ERRORS[429], *ERRORS[503]} - {
+    "job_not_found",
+    "not_found",
+}
+WSDL_PARAMETERS = [
+    OpenApiParameter(
+        "wsdl",
+        {"type": "string", "enum": [""]},
+        required=True,
+        allow_blank=True,
+        description="Present, without a value: `?wsdl`.",
+    ),
+    *SIGNATURE_PARAMETERS,
+    RETRY_AFTER_HEADER,
+]
+WSDL_RESPONSES = {
+    (200, "text/xml"): OpenApiResponse(
+        {"type": "string", "description": "A WSDL 1.1 document."},
+        description="The connector's WSDL: one operation, `submit`, document/literal, with a "
+        "SOAP 1.1 and a SOAP 1.2 binding at this URL; its types come from the connector's "
+        "input mappings (the record) and its output mappings and schema (the result).",
+    ),
+    **{
+        key: value
+        for key, value in in_every_format(error_responses(WSDL_CODES)).items()
+        if key[1] != "application/x-www-form-urlencoded"
+    },
+}
+WSDL_DESCRIPTION = (
+    "The connector's WSDL, for a SOAP client to generate its stub from. Needs one of the "
+    "connector's API keys, like a job read; errors are XML unless `Accept` asks for another "
+    "format."
 )
 
 JOB_PARAMETERS = [*SIGNATURE_PARAMETERS, RETRY_AFTER_HEADER]
-JOB_RESPONSES = {
-    200: OpenApiResponse(JobSerializer, description="The job."),
-    **error_responses(JOB_CODES),
-}
+JOB_RESPONSES = in_every_format(
+    {
+        200: OpenApiResponse(JobSerializer, description="The job."),
+        **error_responses(JOB_CODES),
+    }
+)
 JOB_DESCRIPTION = (
     "A job of the caller's connector; any other job is 'not found'. The API key alone is "
     "enough, also for a key with a signing secret; signature headers, when sent, are verified "

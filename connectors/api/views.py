@@ -5,13 +5,15 @@ import math
 import time
 
 from django.db import IntegrityError, connection, transaction
+from django.http import HttpResponse
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
-from rest_framework import permissions, status
+from rest_framework import exceptions, permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from connectors import audit, crypto, jobs
-from connectors.api import body_formats, schema
+from connectors.api import answer_formats, body_formats, schema, soap, wsdl
 from connectors.api.authentication import ApiKeyAuthentication, read_body
 from connectors.api.errors import ApiError
 from connectors.api.serializers import (
@@ -35,9 +37,21 @@ class HasApiKey(permissions.BasePermission):
 
 
 class KeyAuthenticatedView(APIView):
+    """Answers in JSON, XML, CSV or a form: `Accept`, else the body's type (else JSON)."""
+
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasApiKey]
     throttle_classes = [ConnectorRateThrottle]
+    renderer_classes = list(answer_formats.RENDERERS.values())
+    content_negotiation_class = answer_formats.DeferredNegotiation
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(response, Response):
+            self.choose_answer_format(request, response)
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def choose_answer_format(self, request, response) -> None:
+        answer_formats.choose(request, "json", body_format=own_body_format(request))
 
     def throttled(self, request, wait):
         limit = intake_limit(request.auth.connector)
@@ -53,8 +67,37 @@ class KeyAuthenticatedView(APIView):
         )
 
 
+def own_body_format(request, slug: str | None = None) -> body_formats.BodyFormat | None:
+    """The body settings of the caller's connector (CSV answers use its delimiter and
+    encoding); None for a caller that is not one of its keys."""
+    if (known := getattr(request, "body_format", None)) is not None:
+        return known
+    # Not request.auth: after a failed authentication (the database down) it authenticates again.
+    api_key = getattr(request, "_auth", None)
+    if api_key is None or (slug is not None and api_key.connector.slug != slug):
+        return None
+    return body_formats.body_format_for(api_key.connector)
+
+
 class RecordsView(KeyAuthenticatedView):
-    """Accept one record, or many, as JSON, XML, CSV or a form, for a connector."""
+    """Accept one record, or many, as JSON, XML, SOAP, CSV or a form, for a connector; serve
+    its WSDL."""
+
+    @extend_schema(
+        description=schema.WSDL_DESCRIPTION,
+        parameters=schema.WSDL_PARAMETERS,
+        responses=schema.WSDL_RESPONSES,
+    )
+    def get(self, request, slug: str):
+        if "wsdl" not in request.query_params:
+            raise exceptions.MethodNotAllowed(
+                "GET", detail="GET serves this connector's WSDL only: add ?wsdl to the URL."
+            )
+        connector = self.connector_for(request, slug)
+        address = request.build_absolute_uri(reverse("api:records", kwargs={"slug": slug}))
+        return HttpResponse(
+            wsdl.document(connector, address), content_type="text/xml; charset=utf-8"
+        )
 
     @extend_schema(
         description=schema.RECORDS_DESCRIPTION,
@@ -74,7 +117,8 @@ class RecordsView(KeyAuthenticatedView):
                 "invalid_idempotency_key",
                 "Idempotency-Key must be 1 to 200 printable ASCII characters.",
             )
-        records, is_batch = parse_records(request, connector)
+        body = parse_records(request, connector)
+        records, is_batch = body.records, body.is_batch
         submissions = [
             Submission(
                 record=record,
@@ -110,13 +154,59 @@ class RecordsView(KeyAuthenticatedView):
             )
         return api_key.connector
 
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        if version := getattr(exc, "soap_version", None):  # found in the body: answer a Fault
+            self.request.soap_version = version
+        response.soap_fault_code = getattr(exc, "fault_code", None)
+        return response
 
-def parse_records(request, connector: Connector) -> tuple[list, bool]:
-    """The body's records, read as its Content-Type says, if the connector accepts that type."""
+    def choose_answer_format(self, request, response) -> None:
+        """SOAP for a SOAP caller; else `Accept`, else the type the body was read as (or,
+        before it was read, the type its label names)."""
+        http = request._request
+        media_type, _ = body_formats.media_type_of(http.META.get("CONTENT_TYPE", ""))
+        version = getattr(request, "soap_version", None) or soap.labelled_version(
+            media_type, http.headers.get("SOAPAction")
+        )
+        if version is not None:
+            request.accepted_renderer = soap.SoapRenderer(version)
+            request.accepted_media_type = version.media_type
+            if response.status_code == status.HTTP_202_ACCEPTED:
+                response.status_code = status.HTTP_200_OK  # SOAP clients read others as faults
+            return
+        fmt = own_body_format(request, self.kwargs.get("slug"))
+        kind = getattr(request, "body_kind", None) or labelled_kind(request, media_type, fmt)
+        answer_formats.choose(request, kind, media_type, fmt)
+
+
+def labelled_kind(request, media_type: str, fmt: body_formats.BodyFormat | None) -> str:
+    """The answer's kind for a request refused before its body was read. A form label is JSON
+    sent with `curl -d` unless the connector is known to take forms."""
+    if request.method == "GET":
+        return "xml"  # a ?wsdl request, from a SOAP tool
+    kind = body_formats.MEDIA_TYPES.get(media_type)
+    if kind in ("xml", "csv"):
+        return kind
+    if kind == "form" and fmt is not None and "form" in fmt.accepts:
+        return "form"
+    return "json"
+
+
+def parse_records(request, connector: Connector) -> body_formats.Body:
+    """The body's records, read as its Content-Type says, if the connector accepts that type;
+    what it was read as is kept for the answer."""
     raw = read_body(request)
-    content_type = request._request.META.get("CONTENT_TYPE", "")
-    body = body_formats.parse_body(raw, content_type, body_formats.body_format_for(connector))
-    return body.records, body.is_batch
+    http = request._request
+    request.body_format = body_formats.body_format_for(connector)
+    body = body_formats.parse_body(
+        raw,
+        http.META.get("CONTENT_TYPE", ""),
+        request.body_format,
+        soap_action=http.headers.get("SOAPAction"),
+    )
+    request.body_kind, request.soap_version = body.kind, body.soap_version
+    return body
 
 
 def record_webhook_id(request) -> None:

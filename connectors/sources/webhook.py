@@ -3,7 +3,7 @@ import codecs
 from connectors.plugins import BOOLEAN, INTEGER, TEXT, TEXT_LIST, Setting, SettingError
 from connectors.sources.base import Source
 
-BODY_TYPES = ("json", "xml", "csv", "form")
+BODY_TYPES = ("json", "xml", "csv", "form", "soap")
 # Applied when a setting is not set; not stored, so a connector's saved config stays as it was.
 BODY_DEFAULTS = {
     "accepts": ["json"],
@@ -35,8 +35,8 @@ class WebhookSource(Source):
         Setting(
             "record_element",
             TEXT,
-            help="XML: the element that holds one record (every one in the body is a record); "
-            "empty: the root element is the record.",
+            help="XML and SOAP: the element that holds one record (every one in the body is a "
+            "record); empty: the root element (SOAP: the Body's first element) is the record.",
         ),
         Setting("delimiter", TEXT, help="CSV: the field delimiter; empty: a comma."),
         Setting("encoding", TEXT, help="CSV: the body's encoding; empty: utf-8."),
