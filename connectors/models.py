@@ -6,12 +6,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from connectors import crypto
+from connectors import crypto, mapping
 
 # Kinds come from the registries, imported late: the plugins sit above the models.
 
@@ -140,6 +141,13 @@ class Provider(models.Model):
         ) / Decimal(1000)
 
 
+def validate_record_path(value: str) -> None:
+    try:
+        mapping.parse_path(value)
+    except ValueError as error:
+        raise ValidationError(str(error)) from error
+
+
 class Connector(models.Model):
     """One legacy-to-AI path: source, mapping, redaction, prompt, provider, output, sink."""
 
@@ -192,6 +200,15 @@ class Connector(models.Model):
         "provider's concurrency. Keep it at least 8 times that concurrency (see README, Speed).",
     )
     poll_interval_seconds = models.PositiveIntegerField(default=60)
+    source_reference_field = models.CharField(
+        "source reference field",
+        max_length=200,
+        blank=True,
+        validators=[validate_record_path],
+        help_text="A path in each record (claim.id, id, lines[0].number) whose value becomes the "
+        "job's source reference, searchable in the job list; redacted like the input. Empty, or "
+        "absent from a record: the source's own (webhook id, file name and row, table and key).",
+    )
     retention_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="Blank payloads of jobs older than this; empty keeps them."
     )
@@ -478,7 +495,7 @@ class Job(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="jobs")
-    idempotency_key = models.CharField(max_length=255)
+    idempotency_key = models.CharField(max_length=255, db_index=True)  # searched across connectors
     record_fingerprint = models.CharField(
         max_length=64,
         blank=True,
@@ -486,7 +503,7 @@ class Job(models.Model):
         help_text="Keyed hash of the record sent with an Idempotency-Key: a replay with the "
         "same key but another record is refused, not answered with this job.",
     )
-    source_reference = models.CharField(max_length=500, blank=True)
+    source_reference = models.CharField(max_length=500, blank=True, db_index=True)
     source_metadata = models.JSONField(
         default=dict, blank=True, help_text="Where to answer: row key, reply-to queue, …"
     )

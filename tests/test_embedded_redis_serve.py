@@ -7,15 +7,23 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 from connectors import embedded_redis
-from tests.test_embedded_redis import environment, servers_of, var_dir, wait_for  # noqa: F401
+from tests.test_embedded_redis import environment, servers_of, wait_for
 
 BANNER = "Interlock is running"
+
+
+@pytest.fixture
+def var_dir(tmp_path):
+    path = tmp_path / "var"
+    yield path
+    for pid in servers_of(path):  # whatever a failed test left behind, by its pid
+        os.kill(pid, signal.SIGKILL)
 
 
 def free_port() -> int:
