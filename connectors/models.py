@@ -6,12 +6,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from connectors import crypto
+from connectors import crypto, mapping
 
 # Kinds come from the registries, imported late: the plugins sit above the models.
 
@@ -140,6 +141,13 @@ class Provider(models.Model):
         ) / Decimal(1000)
 
 
+def validate_record_path(value: str) -> None:
+    try:
+        mapping.parse_path(value)
+    except ValueError as error:
+        raise ValidationError(str(error)) from error
+
+
 class Connector(models.Model):
     """One legacy-to-AI path: source, mapping, redaction, prompt, provider, output, sink."""
 
@@ -192,6 +200,15 @@ class Connector(models.Model):
         "provider's concurrency. Keep it at least 8 times that concurrency (see README, Speed).",
     )
     poll_interval_seconds = models.PositiveIntegerField(default=60)
+    source_reference_field = models.CharField(
+        "source reference field",
+        max_length=200,
+        blank=True,
+        validators=[validate_record_path],
+        help_text="A path in each record (claim.id, id, lines[0].number) whose value becomes the "
+        "job's source reference, searchable in the job list; redacted like the input. Empty, or "
+        "absent from a record: the source's own (webhook id, file name and row, table and key).",
+    )
     retention_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="Blank payloads of jobs older than this; empty keeps them."
     )
@@ -407,7 +424,7 @@ class SourceFile(models.Model):
 
     connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="files")
     name = models.CharField(max_length=255)
-    sha256 = models.CharField(max_length=64)
+    sha256 = models.CharField("SHA-256", max_length=64)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.READING)
     size_bytes = models.BigIntegerField(default=0, help_text="Size when claimed; read up to it.")
     rows_total = models.PositiveIntegerField(default=0)
@@ -478,7 +495,7 @@ class Job(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="jobs")
-    idempotency_key = models.CharField(max_length=255)
+    idempotency_key = models.CharField(max_length=255, db_index=True)  # searched across connectors
     record_fingerprint = models.CharField(
         max_length=64,
         blank=True,
@@ -486,7 +503,7 @@ class Job(models.Model):
         help_text="Keyed hash of the record sent with an Idempotency-Key: a replay with the "
         "same key but another record is refused, not answered with this job.",
     )
-    source_reference = models.CharField(max_length=500, blank=True)
+    source_reference = models.CharField(max_length=500, blank=True, db_index=True)
     source_metadata = models.JSONField(
         default=dict, blank=True, help_text="Where to answer: row key, reply-to queue, …"
     )
@@ -501,7 +518,7 @@ class Job(models.Model):
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
-    rq_job_id = models.CharField(max_length=100, blank=True)
+    rq_job_id = models.CharField("RQ job id", max_length=100, blank=True)
 
     input_data = models.JSONField(default=dict, blank=True, help_text="Mapped and redacted.")
     redaction_hits = models.JSONField(default=dict, blank=True)
@@ -512,7 +529,7 @@ class Job(models.Model):
     )
     provider_name = models.CharField(max_length=100, blank=True)
     model = models.CharField(max_length=200, blank=True)
-    ai_output = models.TextField(blank=True)
+    ai_output = models.TextField("AI output", blank=True)
     output = models.JSONField(null=True, blank=True, help_text="Parsed and validated.")
     result = models.JSONField(null=True, blank=True, help_text="Mapped, before token restore.")
     token_report = models.JSONField(default=dict, blank=True)
@@ -526,9 +543,9 @@ class Job(models.Model):
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
-    queue_wait_ms = models.PositiveIntegerField(null=True, blank=True)
-    ai_ms = models.PositiveIntegerField(null=True, blank=True)
-    write_ms = models.PositiveIntegerField(null=True, blank=True)
+    queue_wait_ms = models.PositiveIntegerField("queue wait (ms)", null=True, blank=True)
+    ai_ms = models.PositiveIntegerField("AI call (ms)", null=True, blank=True)
+    write_ms = models.PositiveIntegerField("write-back (ms)", null=True, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
@@ -580,9 +597,9 @@ class JobAttempt(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
-    queue_wait_ms = models.PositiveIntegerField(null=True, blank=True)
-    ai_ms = models.PositiveIntegerField(null=True, blank=True)
-    write_ms = models.PositiveIntegerField(null=True, blank=True)
+    queue_wait_ms = models.PositiveIntegerField("queue wait (ms)", null=True, blank=True)
+    ai_ms = models.PositiveIntegerField("AI call (ms)", null=True, blank=True)
+    write_ms = models.PositiveIntegerField("write-back (ms)", null=True, blank=True)
     provider_name = models.CharField(max_length=100, blank=True)
     model = models.CharField(max_length=200, blank=True)
     tokens_in = models.PositiveIntegerField(default=0)
@@ -695,7 +712,7 @@ class AuditEvent(models.Model):
     object_repr = models.CharField(max_length=300, blank=True)
     connector = models.CharField(max_length=100, blank=True, db_index=True)
     changes = models.JSONField(default=dict, blank=True)
-    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    ip_address = models.GenericIPAddressField("IP address", null=True, blank=True)
     previous_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
     # A plain SHA-256 chain beside the keyed one, so anyone can recompute it (see audit.py).

@@ -60,6 +60,7 @@ class PreparedRecord:
     redaction_hits: dict[str, int]
     tokens: dict[str, str]
     prompt: str
+    source_reference: str = ""  # from the connector's source reference field, redacted
 
 
 def load_intake_plan(connector: Connector) -> IntakePlan:
@@ -87,7 +88,29 @@ def prepare(plan: IntakePlan, record: Any) -> PreparedRecord:
     prompt = redacted.prompt
     if problem := legacy_json.unstorable(redacted.fields) or legacy_json.unstorable(prompt):
         raise UnstorableValue(f"{problem}, which cannot be stored")
-    return PreparedRecord(redacted.fields, redacted.hits, redacted.tokens, prompt)
+    reference = source_reference(plan, record)
+    return PreparedRecord(redacted.fields, redacted.hits, redacted.tokens, prompt, reference)
+
+
+def source_reference(plan: IntakePlan, record: Any) -> str:
+    """The record's own reference at the connector's path, through the connector's redaction
+    (it is stored and shown); "" when the connector names no path or the record lacks it."""
+    path = plan.connector.source_reference_field
+    if not path:
+        return ""
+    try:
+        value = mapping.resolve_path(record, path)
+    except mapping.PathNotFound:
+        return ""
+    if value is None or isinstance(value, dict | list):
+        return ""
+    redacted = redaction.redact(
+        {"reference": str(value)},
+        plan.rules,
+        hash_key=crypto.redaction_hash_key(),
+        **detector_options(plan.connector),
+    )
+    return str(redacted.fields["reference"])[:500]
 
 
 def redact_and_render(plan: IntakePlan, fields: dict) -> redaction.RedactionResult:

@@ -4,8 +4,14 @@ A worker or the web server that dies (a crash, the OOM killer, a dependency it c
 out) is started again with backoff: 1 s, doubling to 30 s while it keeps dying within a minute
 of its start, back to 1 s once it has run for a minute. In production a real supervisor
 (systemd, Kubernetes) does this job; this one makes the one-machine setup behave the same.
+
+Each child runs in a process group of its own and is stopped with its whole group, so nothing it
+started (a gunicorn worker, an RQ work horse) outlives it and holds a port. Ctrl-C reaches only
+the supervisor, which then stops the children in order.
 """
 
+import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -38,7 +44,7 @@ class Supervisor:
             self._start(child)
 
     def _start(self, child: Child) -> None:
-        child.process = subprocess.Popen(child.command, **self.popen)
+        child.process = subprocess.Popen(child.command, start_new_session=True, **self.popen)
         child.started_at, child.restart_at = time.monotonic(), None
 
     def check(self) -> None:
@@ -53,33 +59,53 @@ class Supervisor:
             code = child.process.poll()
             if code is None:
                 continue
+            kill_group(child.process, signal.SIGKILL)  # what it left behind
             if now - child.started_at >= STABLE_SECONDS:
                 child.backoff = 1.0
             self.say(f"{child.name} exited with {code}; restarting in {child.backoff:g} s")
             child.restart_at = now + child.backoff
             child.backoff = min(child.backoff * 2, MAX_BACKOFF_SECONDS)
 
-    def run(self, *, interval: float = 0.5) -> None:
-        """Supervise until SIGINT or SIGTERM, then stop every child."""
+    def run(
+        self,
+        *,
+        interval: float = 0.5,
+        is_ready: Callable[[], bool] = lambda: True,
+        on_ready: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Supervise until SIGINT or SIGTERM, then stop every child; call `on_ready` once, the
+        first time `is_ready()` is true."""
 
         def stop(*_):
             self.stopping = True
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        announced = False
         while not self.stopping:
             self.check()
-            time.sleep(interval)
+            if not announced and is_ready():
+                announced = True
+                on_ready()
+                continue
+            time.sleep(interval if announced else min(interval, 0.1))
         self.stop()
 
     def stop(self, *, grace: float = 20.0) -> None:
-        running = [c.process for c in self.children if c.process and c.process.poll() is None]
-        for process in running:
-            process.send_signal(signal.SIGTERM)
+        """SIGTERM every child's group; SIGKILL what is left of it after `grace`."""
+        started = [c.process for c in self.children if c.process]
+        for process in started:
+            if process.poll() is None:
+                kill_group(process, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for process in running:
-            try:
+        for process in started:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            kill_group(process, signal.SIGKILL)
+            process.wait()
+
+
+def kill_group(process: subprocess.Popen, signum: int) -> None:
+    """Signal the child's process group (its id is the child's pid: start_new_session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is empty
+        os.killpg(process.pid, signum)

@@ -216,6 +216,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+# Our own date formats (console/formats/): seconds and the time zone everywhere in the admin.
+FORMAT_MODULE_PATH = ["console.formats"]
 USE_I18N = True
 USE_TZ = True
 

@@ -1,6 +1,11 @@
 """What every admin page shares: each create, change and delete leaves an audit event."""
 
+from urllib.parse import urlencode
+
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.shortcuts import redirect
+from django.urls import reverse
 
 from connectors import audit
 
@@ -52,6 +57,19 @@ class AuditedModelAdmin(admin.ModelAdmin):
         audit.record(
             action, actor_for(request), obj, connector=self.connector_slug(obj), changes=changes
         )
+
+    def history_view(self, request, object_id, extra_context=None):
+        """History is the object's audit trail (every event the console recorded for it, actions
+        such as Disable included), not only Django's LogEntry of form saves."""
+        obj = self.get_object(request, unquote(object_id))
+        if (
+            obj is None
+            or not self.has_view_or_change_permission(request, obj)
+            or not request.user.has_perm("connectors.view_auditevent")
+        ):
+            return super().history_view(request, object_id, extra_context)
+        query = urlencode({"object_type": obj._meta.model_name, "object_id": str(obj.pk)})
+        return redirect(f"{reverse('admin:connectors_auditevent_changelist')}?{query}")
 
     def delete_model(self, request, obj):
         entry = self._delete_entry(request, obj)

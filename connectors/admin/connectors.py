@@ -143,6 +143,7 @@ class ConnectorForm(forms.ModelForm):
             "is_enabled",
             "source_kind",
             "source_config",
+            "source_reference_field",
             "batch_size",
             "provider",
             "fallback_providers",
@@ -243,7 +244,10 @@ class ConnectorAdmin(AuditedModelAdmin):
     change_list_template = "admin/connectors/connector/change_list.html"
     fieldsets = [
         (None, {"fields": ["name", "slug", "is_enabled"]}),
-        ("Source", {"fields": ["source_kind", "source_config", "batch_size"]}),
+        (
+            "Source",
+            {"fields": ["source_kind", "source_config", "source_reference_field", "batch_size"]},
+        ),
         (
             "AI",
             {

@@ -1,11 +1,13 @@
 """`make run`: migrate, seed, then web server + worker + scheduler until Ctrl-C.
 
-Without REDIS_URL an embedded redis-server is started (and shared with the children through
-REDIS_URL); without DATABASE_URL the database is SQLite under var/.
+Without REDIS_URL the var dir's embedded redis-server is started; the children join it (one
+server per INTERLOCK_VAR_DIR, stopped after the last of its users exits). Without DATABASE_URL
+the database is SQLite under var/. The "running" banner appears once the web port answers.
 """
 
 import os
 import secrets
+import socket
 import sys
 
 from django.conf import settings
@@ -44,6 +46,15 @@ def web_command(bind: str, *, client_timeout: int = CLIENT_TIMEOUT_SECONDS) -> l
     ]
 
 
+def is_answering(bind: str) -> bool:
+    host, _, port = bind.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 class Command(BaseCommand):
     help = "Run Interlock on one machine: web server, worker and scheduler."
 
@@ -55,7 +66,8 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         self.ensure_admin()
         self.seed(bind)
-        environment = {**os.environ, "REDIS_URL": broker.redis_url()}
+        broker.redis_url()  # start the embedded server (if any) before the children join it
+        environment = {**os.environ, "INTERLOCK_VAR_DIR": str(settings.VAR_DIR)}
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         commands = {
             "web": web_command(bind),
@@ -67,6 +79,11 @@ class Command(BaseCommand):
             commands, say=self.stderr.write, env=environment, cwd=settings.BASE_DIR
         )
         supervisor.start()
+        self.stdout.write(f"Starting; waiting for http://{bind}/ to answer ...")
+        supervisor.run(is_ready=lambda: is_answering(bind), on_ready=lambda: self.banner(bind))
+        self.stdout.write("stopped")
+
+    def banner(self, bind: str) -> None:
         self.stdout.write(
             self.style.SUCCESS(
                 f"\nInterlock is running:\n  admin   http://{bind}/admin/\n"
@@ -74,8 +91,6 @@ class Command(BaseCommand):
                 f"  health  http://{bind}/api/v1/health/\nPress Ctrl-C to stop.\n"
             )
         )
-        supervisor.run()
-        self.stdout.write("stopped")
 
     def ensure_admin(self) -> None:
         users = get_user_model().objects
