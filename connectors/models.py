@@ -68,6 +68,8 @@ class Credential(models.Model):
         OAUTH2 = "oauth2", "OAuth2 client credentials"
         HMAC = "hmac_secret", "HMAC signing secret"
         DATABASE = "database_url", "Database URL / password"
+        AWS_ACCESS_KEY = "aws_access_key", "AWS access key (id:secret[:session token])"
+        SERVICE_ACCOUNT = "service_account", "Google service account key (JSON)"
 
     name = models.SlugField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.API_KEY)
@@ -223,6 +225,14 @@ class Connector(models.Model):
         primary = self.provider.name if self.provider_id else ""
         known = set(Provider.objects.values_list("name", flat=True))
         validation.check_fallback_providers(self.fallback_providers, primary, known)
+        if self.provider_id:
+            kinds = [
+                self.provider.kind,
+                *Provider.objects.filter(name__in=self.fallback_providers).values_list(
+                    "kind", flat=True
+                ),
+            ]
+            validation.check_output_support(self.output_format, self.output_schema, kinds)
 
 
 class FieldMapping(models.Model):

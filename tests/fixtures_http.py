@@ -44,7 +44,9 @@ class _Server:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def script(self, steps: list) -> None:
@@ -210,6 +212,8 @@ class Request:
     query: dict
     headers: dict
     body: object
+    raw_path: str = ""  # as sent, with its query (a signature covers it)
+    raw_body: bytes = b""
 
 
 def words(text: str) -> int:
@@ -251,6 +255,8 @@ class ProviderServer(_Server):
             dict(urllib.parse.parse_qsl(parts.query)),
             {name.lower(): value for name, value in handler.headers.items()},
             body,
+            handler.path,
+            raw or b"",
         )
         with self.lock:
             self.requests.append(request)
@@ -1176,6 +1182,7 @@ class FakeKind:
     retried: tuple  # a step the kind must retry
     refused: tuple  # a step the kind must refuse permanently, as `refused_code`
     refused_code: str
+    credential: str = "credential"  # the fixture of the credential the provider uses
 
 
 FAKE_KINDS = {
@@ -1225,6 +1232,16 @@ FAKE_KINDS = {
             ("rate_limited", 0),
             ("content_filter",),
             "content_refused",
+        ),
+        FakeKind(
+            "bedrock",
+            "bedrock_server",
+            "anthropic.claude-test-v1:0",
+            {"max_tokens": 512},
+            ("status", 429),
+            ("error", 400, "ValidationException", "Malformed input request, please reformat"),
+            "provider_error",
+            "aws_credential",
         ),
     )
 }

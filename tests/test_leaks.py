@@ -231,7 +231,7 @@ def test_oauth2_client_secret_and_access_token_stay_out_of_jobs_logs_and_audit(
 
 
 def test_no_provider_kind_lets_its_key_reach_a_job_log_page_export_or_message(
-    client, admin_client, make_connector, fake_kind, credential, api_key, caplog
+    request, client, admin_client, make_connector, fake_kind, api_key, caplog
 ):
     """Each kind's server quotes the key it refused (a careless server does): the key is
     scrubbed from the error before anything stores, logs or shows it."""
@@ -239,6 +239,7 @@ def test_no_provider_kind_lets_its_key_reach_a_job_log_page_export_or_message(
 
     caplog.set_level(logging.DEBUG)
     fake, server = fake_kind
+    credential = request.getfixturevalue(fake.credential)
     provider = Provider.objects.create(
         name="ai",
         kind=fake.kind,

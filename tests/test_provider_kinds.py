@@ -31,8 +31,9 @@ def echo_token(prompt: str) -> str:
 
 
 @pytest.fixture
-def kind_provider(db, fake_kind, credential):
+def kind_provider(request, db, fake_kind):
     fake, server = fake_kind
+    credential = request.getfixturevalue(fake.credential)
     return Provider.objects.create(
         name=fake.kind.replace("_", "-"),
         kind=fake.kind,

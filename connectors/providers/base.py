@@ -116,6 +116,9 @@ def error_body(response: httpx.Response) -> dict:
 
 class Provider(Plugin):
     calls_ai: ClassVar[bool] = True  # False for the demo provider, which answers by itself
+    # False for a kind that cannot be asked for JSON against a schema: such connectors are
+    # refused on save.
+    has_json_schema_output: ClassVar[bool] = True
     # Request fields the kind writes itself, which `parameters` therefore cannot set.
     reserved_parameters: ClassVar[frozenset[str]] = frozenset()
 
