@@ -7,7 +7,7 @@ import os
 import pytest
 import redis
 
-pytest_plugins = ["tests.fixtures_http", "tests.fixtures_aws"]
+pytest_plugins = ["tests.fixtures_http", "tests.fixtures_aws", "tests.fixtures_oauth"]
 
 CANARY_SECRET = "sk-canary-7f3e9a1b2c4d5e6f"
 CANARY_SSN = "219-09-9999"

@@ -1183,10 +1183,15 @@ class FakeKind:
     refused: tuple  # a step the kind must refuse permanently, as `refused_code`
     refused_code: str
     credential: str = "credential"  # the fixture of the credential the provider uses
+    variant: str = ""  # another form of the same kind (gemini on Vertex AI, Azure with Entra ID)
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}_{self.variant}" if self.variant else self.kind
 
 
 FAKE_KINDS = {
-    fake.kind: fake
+    fake.name: fake
     for fake in (
         FakeKind(
             "anthropic",
@@ -1243,6 +1248,33 @@ FAKE_KINDS = {
             "provider_error",
             "aws_credential",
         ),
+        FakeKind(
+            "gemini",
+            "vertex_server",
+            "gemini-test",
+            {"api": "vertex", "project": "my-project", "location": "us-central1"},
+            ("rate_limited", "0s"),
+            ("blocked", "SAFETY"),
+            "content_refused",
+            "service_account_credential",
+            "vertex",
+        ),
+        FakeKind(
+            "azure_openai",
+            "entra_azure_server",
+            "gpt4o-test",
+            {
+                "auth": "entra_id",
+                "client_id": "interlock-app",
+                "token_url": "{token_url}",
+                "api_version": "2024-08-01-preview",
+            },
+            ("rate_limited", 0),
+            ("content_filter",),
+            "content_refused",
+            "credential",
+            "entra",
+        ),
     )
 }
 
@@ -1250,5 +1282,15 @@ FAKE_KINDS = {
 @pytest.fixture(params=sorted(FAKE_KINDS))
 def fake_kind(request):
     """(FakeKind, its running server) for each provider kind with a fake server."""
+    from dataclasses import replace
+
     fake = FAKE_KINDS[request.param]
-    return fake, request.getfixturevalue(fake.fixture)
+    server = request.getfixturevalue(fake.fixture)
+    tokens = getattr(server, "tokens", None)  # a token endpoint the settings must name
+    if tokens is not None and "{token_url}" in fake.settings.values():
+        settings = {
+            name: tokens.url if value == "{token_url}" else value
+            for name, value in fake.settings.items()
+        }
+        fake = replace(fake, settings=settings)
+    return fake, server

@@ -11,6 +11,7 @@ from django.urls import reverse
 from connectors import jobs
 from connectors.models import AuditEvent, Credential, Job, JobAttempt
 from tests.conftest import CANARY_SECRET, CANARY_SSN
+from tests.fixtures_http import FAKE_KINDS
 from tests.worker import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -230,6 +231,11 @@ def test_oauth2_client_secret_and_access_token_stay_out_of_jobs_logs_and_audit(
     assert "access-1" not in dump
 
 
+# The kinds that send the credential itself; token-based forms are covered in their own tests.
+KEY_SENDING_KINDS = sorted(name for name, fake in FAKE_KINDS.items() if not fake.variant)
+
+
+@pytest.mark.parametrize("fake_kind", KEY_SENDING_KINDS, indirect=True)
 def test_no_provider_kind_lets_its_key_reach_a_job_log_page_export_or_message(
     request, client, admin_client, make_connector, fake_kind, api_key, caplog
 ):

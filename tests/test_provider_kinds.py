@@ -205,7 +205,11 @@ def test_the_admin_form_adds_and_changes_a_provider_with_its_kind_settings(
         ("anthropic", {"max_tokens": 0}, "max_tokens must be at least 1"),
         ("azure_openai", {"structured_output": "grammar"}, "structured_output must be one of"),
         ("openai", {"structured_output": 1}, "structured_output must be text"),
-        ("gemini", {"max_tokens": 10}, "unknown settings max_tokens; known: none"),
+        (
+            "gemini",
+            {"max_tokens": 10},
+            "unknown settings max_tokens; known: api, location, project",
+        ),
     ],
 )
 def test_the_admin_form_shows_a_bad_kind_setting_next_to_settings(

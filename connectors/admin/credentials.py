@@ -7,10 +7,14 @@ from connectors import audit, crypto
 from connectors.admin.base import AuditedModelAdmin, model_snapshot
 from connectors.errors import ConfigError
 from connectors.models import Connector, Credential
+from connectors.oauth2 import ServiceAccount
 from connectors.providers.aws import parse_access_key
 
 # Kinds whose value has a shape, checked on save so a typo shows beside the field, not on a job.
-VALUE_CHECKS = {Credential.Kind.AWS_ACCESS_KEY: parse_access_key}
+VALUE_CHECKS = {
+    Credential.Kind.AWS_ACCESS_KEY: parse_access_key,
+    Credential.Kind.SERVICE_ACCOUNT: lambda value: ServiceAccount.from_json(value, ""),
+}
 
 
 class CredentialForm(forms.ModelForm):
@@ -21,7 +25,8 @@ class CredentialForm(forms.ModelForm):
         help_text="Write-only: stored encrypted, never shown again. Leave empty to keep the "
         "current value. Basic auth: user:password. AWS access key: "
         "ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN] or the JSON of aws sts assume-role. "
-        "OAuth2 client credentials: the client secret (token_url, client_id and scope go in "
+        "Google service account: the JSON key file. OAuth2 client credentials: the client "
+        "secret (token_url, client_id and scope go in "
         "the sink config). Database URL: e.g. "
         "postgresql://user:password@host:5432/erp.",
     )
