@@ -9,14 +9,13 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from connectors import audit, validation
+from connectors import audit, prices, validation
 from connectors.models import Connector, Credential, FieldMapping, Provider, RedactionRule
 from connectors.sinks import SINKS
 from connectors.sources import SOURCES
@@ -90,8 +89,7 @@ def export_provider(provider: Provider) -> dict:
         "requests_per_minute": provider.requests_per_minute,
         "parameters": provider.parameters,
         "settings": provider.settings,
-        "price_per_1k_input": str(provider.price_per_1k_input.normalize()),
-        "price_per_1k_output": str(provider.price_per_1k_output.normalize()),
+        **prices.exported(provider),
     }
 
 
@@ -290,6 +288,8 @@ def _check_provider(item: dict, credentials: set, problems: _Problems, where: st
         problems.add(where, error)
     if item.get("credential") and item["credential"] not in credentials:
         problems.add(f"{where}.credential", f"no credential named {item['credential']!r}")
+    for name, problem in prices.problems(item).items():
+        problems.add(f"{where}.{name}", problem)
 
 
 def _check_rule(item: dict, problems: _Problems, where: str) -> None:
@@ -396,8 +396,7 @@ def _provider_values(item: dict) -> dict:
         "requests_per_minute": item.get("requests_per_minute"),
         "parameters": item.get("parameters") or {},
         "settings": item.get("settings") or {},
-        "price_per_1k_input": Decimal(str(item.get("price_per_1k_input", 0))),
-        "price_per_1k_output": Decimal(str(item.get("price_per_1k_output", 0))),
+        **prices.imported(item),
     }
 
 

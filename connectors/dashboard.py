@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from connectors import jobs
+from connectors import budgets, costs, jobs
 from connectors.models import Job
 
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
@@ -43,6 +43,9 @@ class Dashboard:
     queue: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)
     bars: list[dict] = field(default_factory=list)
+    costs: list = field(default_factory=list)  # costs.CostRow per connector and provider
+    cost_totals: dict = field(default_factory=dict)  # by currency
+    budgets: list = field(default_factory=list)  # budgets.Use, in the current periods
 
 
 def percentile(values: list[int], share: float) -> int | None:
@@ -103,6 +106,9 @@ def build(window: str = "day") -> Dashboard:
         .order_by("-created_at")[:10]
     )
     board.bars = bars(recent, since, now)
+    board.costs = costs.by_connector_and_provider(since)
+    board.cost_totals = costs.totals_by_currency(board.costs)
+    board.budgets = budgets.current_use(now)
     return board
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from connectors import (
     answer_guard,
+    budgets,
     credentials,
     crypto,
     legacy_json,
@@ -150,6 +151,7 @@ class Runtime:
     output_fields: list[mapping.FieldSpec]
     output_schema: dict | None
     guard: answer_guard.Guard
+    budgets: list[budgets.Spec]
 
     @property
     def concurrency(self) -> int:
@@ -172,6 +174,7 @@ def build_runtime(connector: Connector) -> Runtime:
         guard=answer_guard.Guard.for_rules(
             connector_rules(connector), connector.answer_pii, **detector_options(connector)
         ),
+        budgets=budgets.for_connector(connector),
     )
 
 
@@ -292,8 +295,15 @@ def complete(
         row = candidate.row
         ratelimit.wait_for_slot(f"provider:{row.name}", row.requests_per_minute)
         try:
-            with candidate.slots:
-                return candidate.client.complete(prompt, json_schema=runtime.output_schema), row
+            with (
+                candidate.slots,
+                budgets.held(
+                    runtime.budgets, row, candidate.client, prompt, runtime.output_schema
+                ) as hold,
+            ):
+                completion = candidate.client.complete(prompt, json_schema=runtime.output_schema)
+                hold.spend(row, completion)
+                return completion, row
         except ProviderError as error:
             if error.permanent or candidate is chain[-1]:
                 raise
@@ -307,8 +317,10 @@ def spent(answer: Answer, completion: Completion) -> Answer:
         answer,
         text=completion.text,
         model=completion.model,
+        stop_reason=completion.stop_reason,
         tokens_in=answer.tokens_in + completion.tokens_in,
         tokens_out=answer.tokens_out + completion.tokens_out,
+        tokens_cached=answer.tokens_cached + completion.tokens_cached,
     )
 
 

@@ -79,8 +79,8 @@ def openai_provider(db, openai_server, credential):
         credential=credential,
         timeout_seconds=5,
         max_concurrency=4,
-        price_per_1k_input="0.5",
-        price_per_1k_output="1.5",
+        price_per_1m_input="500",
+        price_per_1m_output="1500",
     )
 
 

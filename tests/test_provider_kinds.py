@@ -42,8 +42,8 @@ def kind_provider(request, db, fake_kind):
         credential=credential,
         settings=fake.settings,
         timeout_seconds=5,
-        price_per_1k_input="1",
-        price_per_1k_output="2",
+        price_per_1m_input="1000",
+        price_per_1m_output="2000",
     )
 
 
@@ -167,8 +167,9 @@ def provider_form(fake, server, credential, **overrides) -> dict:
         "requests_per_minute": "",
         "parameters": "{}",
         "settings": json.dumps(fake.settings),
-        "price_per_1k_input": "0.5",
-        "price_per_1k_output": "1.5",
+        "price_per_1m_input": "500",
+        "price_per_1m_output": "1500",
+        "currency": "EUR",
     }
     return form | overrides
 
@@ -226,8 +227,9 @@ def test_the_admin_form_shows_a_bad_kind_setting_next_to_settings(
         "max_concurrency": "4",
         "parameters": "{}",
         "settings": json.dumps(own),
-        "price_per_1k_input": "0",
-        "price_per_1k_output": "0",
+        "price_per_1m_input": "0",
+        "price_per_1m_output": "0",
+        "currency": "USD",
     }
 
     response = admin_client.post(reverse("admin:connectors_provider_add"), form)

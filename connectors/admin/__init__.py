@@ -5,6 +5,7 @@ from django.contrib import admin
 from connectors.admin import (
     api_keys,
     audit_events,
+    budgets,
     connectors,
     credentials,
     files,
@@ -12,7 +13,16 @@ from connectors.admin import (
     providers,
 )
 
-__all__ = ["api_keys", "audit_events", "connectors", "credentials", "files", "jobs", "providers"]
+__all__ = [
+    "api_keys",
+    "audit_events",
+    "budgets",
+    "connectors",
+    "credentials",
+    "files",
+    "jobs",
+    "providers",
+]
 
 admin.site.site_header = "Interlock"
 admin.site.site_title = "Interlock console"

@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from connectors import validation
+from connectors import prices, validation
 from connectors.admin.base import AuditedModelAdmin
 from connectors.errors import PipelineError
 from connectors.models import Provider
@@ -51,14 +51,22 @@ class ProviderForm(forms.ModelForm):
             "requests_per_minute",
             "parameters",
             "settings",
-            "price_per_1k_input",
-            "price_per_1k_output",
+            "price_per_1m_input",
+            "price_per_1m_output",
+            "price_per_1m_cached_input",
+            "currency",
         ]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["settings"].help_text = kind_settings_help()
         self.fields["model"].help_text = "The model's name; for azure_openai, the deployment's."
+
+    def clean_currency(self):
+        currency = self.cleaned_data["currency"].strip().upper()
+        if not prices.CURRENCY.fullmatch(currency):
+            raise ValidationError("an ISO 4217 code such as USD or EUR")
+        return currency
 
     def clean(self):
         cleaned = super().clean()

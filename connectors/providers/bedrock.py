@@ -64,6 +64,9 @@ class BedrockProvider(AwsProvider):
         ),
     )
 
+    def answer_token_limit(self) -> int | None:
+        return self.setting("max_tokens")
+
     @property
     def base_url(self) -> str:
         own = (self.config.base_url or "").rstrip("/")
@@ -136,6 +139,7 @@ class BedrockProvider(AwsProvider):
             tokens_out=int(usage.get("outputTokens") or 0),
             model=self.config.model,
             stop_reason=stop_reason,
+            tokens_cached=int(usage.get("cacheReadInputTokens") or 0),
         )
 
     def named_type(self, kind: str, said: str, error: ProviderError) -> ProviderError:

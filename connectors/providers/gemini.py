@@ -194,6 +194,11 @@ class GeminiProvider(Provider):
     def model(self) -> str:
         return self.config.model.removeprefix("models/")
 
+    def answer_token_limit(self) -> int | None:
+        generation = self.config.parameters.get("generationConfig") or {}
+        value = generation.get("maxOutputTokens") if isinstance(generation, dict) else None
+        return value if type(value) is int and value > 0 else None
+
     @property
     def is_vertex(self) -> bool:
         return self.setting("api") == "vertex"
@@ -287,6 +292,7 @@ class GeminiProvider(Provider):
             + int(usage.get("thoughtsTokenCount") or 0),
             model=str(answer.get("modelVersion") or self.model),
             stop_reason=reason,
+            tokens_cached=int(usage.get("cachedContentTokenCount") or 0),
         )
 
     def named_failure(self, response: httpx.Response, error: ProviderError) -> ProviderError:
