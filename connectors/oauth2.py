@@ -4,6 +4,7 @@ private key (RFC 7523; Google Vertex AI). Fetch a token, keep it in the process 
 before it expires, forget it when the endpoint refuses it."""
 
 import base64
+import functools
 import hashlib
 import json
 import threading
@@ -91,13 +92,7 @@ class ServiceAccount:
         return account
 
     def signing_key(self) -> rsa.RSAPrivateKey:
-        try:
-            key = serialization.load_pem_private_key(self.private_key.encode(), password=None)
-        except (ValueError, TypeError):
-            raise ConfigError("the service account's private_key is not a PEM key") from None
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise ConfigError("the service account's private_key is not an RSA key")
-        return key
+        return signing_key(self.private_key)
 
     def assertion(self, now: float) -> str:
         """The signed JWT (RS256) that asks for a token: RFC 7523, section 2.1."""
@@ -114,6 +109,18 @@ class ServiceAccount:
         signing_input = f"{_b64(header)}.{_b64(claims)}".encode()
         signature = self.signing_key().sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
         return signing_input.decode() + "." + _b64url(signature)
+
+
+@functools.lru_cache(maxsize=16)
+def signing_key(pem: str) -> rsa.RSAPrivateKey:
+    """The RSA key of a PEM text, loaded once per process (loading checks it: milliseconds)."""
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ConfigError("the service account's private_key is not a PEM key") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigError("the service account's private_key is not an RSA key")
+    return key
 
 
 def _b64url(data: bytes) -> str:

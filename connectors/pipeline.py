@@ -372,7 +372,10 @@ def write_batch(runtime: Runtime, outcomes: list[Outcome]) -> list[Outcome]:
 def report_if_final(runtime: Runtime, outcome: Outcome) -> None:
     """A job about to end dead lets the legacy side know (a status column, a reply)."""
     error, item = outcome.error, outcome.item
-    if error is not None and item is not None and (error.permanent or item.is_last_attempt):
+    final = error is not None and (
+        error.permanent or (item is not None and item.is_last_attempt and error.counts_as_attempt)
+    )
+    if final and item is not None:
         report_failure(runtime.sink, runtime.connector.slug, item, error)
 
 

@@ -69,10 +69,12 @@ def test_a_call_the_budget_cannot_cover_is_refused_and_nothing_is_charged(redis_
     specs = [spec(1, max_tokens=10_000), spec(2, max_tokens=60, period="month")]
     client = client_with_limit(20)
 
-    with budgets.held(specs, row(), client, "x" * 20, None, NOON):  # 56 tokens: fits both
-        with pytest.raises(budgets.BudgetExhausted) as refused:
-            with budgets.held(specs, row(), client, "x" * 20, None, NOON):
-                pytest.fail("a call beyond the budget was let through")
+    with (
+        budgets.held(specs, row(), client, "x" * 20, None, NOON),  # 56 tokens: fits both
+        pytest.raises(budgets.BudgetExhausted) as refused,
+        budgets.held(specs, row(), client, "x" * 20, None, NOON),
+    ):
+        pytest.fail("a call beyond the budget was let through")
 
     error = refused.value
     assert (error.code, error.permanent, error.counts_as_attempt) == (
@@ -99,9 +101,11 @@ def test_a_money_budget_prices_the_worst_case_at_the_providers_prices(redis_clie
     with budgets.held(specs, prices, client_with_limit(20), "x" * 4, None, NOON) as hold:
         assert counter(redis_client)["micros"] == (4 + 16) * 1_000_000 + 20 * 2_000_000
         hold.spend(prices, Completion("ok", 5, 2, "m"))
-    with pytest.raises(budgets.BudgetExhausted, match=r"60 tokens, 80\.000000"):
-        with budgets.held(specs, prices, client_with_limit(20), "x" * 24, None, NOON):
-            pass
+    with (
+        pytest.raises(budgets.BudgetExhausted, match=r"60 tokens, 80\.000000"),
+        budgets.held(specs, prices, client_with_limit(20), "x" * 24, None, NOON),
+    ):
+        pass
 
     assert counter(redis_client)["micros"] == 9 * 1_000_000
 
@@ -146,9 +150,11 @@ def test_without_an_answer_limit_the_default_is_reserved():
 def test_redis_down_fails_closed(settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
 
-    with pytest.raises(budgets.ProviderError, match="the budget cannot be checked"):
-        with budgets.held([spec(max_tokens=10**6)], row(), client_with_limit(), "hi", None, NOON):
-            pytest.fail("a call was let through unchecked")
+    with (
+        pytest.raises(budgets.ProviderError, match="the budget cannot be checked"),
+        budgets.held([spec(max_tokens=10**6)], row(), client_with_limit(), "hi", None, NOON),
+    ):
+        pytest.fail("a call was let through unchecked")
 
 
 # --- In the pipeline -----------------------------------------------------------------------
@@ -204,8 +210,12 @@ def test_a_job_beyond_its_budget_is_not_sent_and_waits_for_the_next_period(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_budget_that_ends_jobs_dead_reports_them(client, api_key, connector, openai_server):
+def test_a_budget_that_ends_jobs_dead_reports_them(
+    client, api_key, connector, openai_server, callback_server
+):
     Budget.objects.create(connector=connector, period="month", max_tokens=10, when_exhausted="dead")
+    connector.sink_config = {"url": callback_server.url, "report_dead": True}
+    connector.save()
 
     job = send(client, api_key(connector)[1], "note-1")
     drain()
@@ -213,6 +223,28 @@ def test_a_budget_that_ends_jobs_dead_reports_them(client, api_key, connector, o
     job.refresh_from_db()
     assert (job.status, job.error_code) == (Job.Status.DEAD, "budget_exhausted")
     assert openai_server.requests == []
+    [(headers, _, notice)] = callback_server.received
+    assert headers["webhook-id"] == f"{job.id}.dead"
+    assert notice["job_id"] == str(job.id)
+    assert notice["status"] == "dead"
+    assert notice["error"].startswith("budget_exhausted: budget invoices per month cannot cover")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_waiting_for_its_budget_is_not_reported_dead(
+    client, api_key, connector, callback_server
+):
+    Budget.objects.create(connector=connector, period="day", max_tokens=10)
+    connector.sink_config = {"url": callback_server.url, "report_dead": True}
+    connector.save()  # max_attempts is 1: the wait must not pass for the last failure
+
+    job = send(client, api_key(connector)[1], "note-1")
+    jobs.reconcile()
+    run_worker()
+
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == (Job.Status.FAILED, "budget_exhausted")
+    assert callback_server.received == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -353,8 +385,8 @@ def test_dashboard_metrics_and_api_show_cost_and_budget_use(
         in metrics
     )
     assert (
-        'interlock_budget_tokens{connector="invoices",currency="EUR",period="month",provider=""} 5.0'
-        in metrics
+        'interlock_budget_tokens{connector="invoices",currency="EUR",period="month",'
+        'provider=""} 5.0' in metrics
     )
     assert answer["cost"] == {"amount": "0.004500", "currency": "EUR"}
 

@@ -95,6 +95,8 @@ def test_a_record_travels_through_every_kind(
     assert job.tokens_out == 6
     assert job.cost > 0
     assert job.model
+    assert job.stop_reason  # the provider's own word (end_turn, STOP, stop, tool_use, …)
+    assert job.attempt_rows.get().stop_reason == job.stop_reason
 
 
 @pytest.mark.django_db(transaction=True)

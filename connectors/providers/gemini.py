@@ -13,6 +13,7 @@ with a bearer token that a service account's key (the credential, Google's JSON 
 from Google's token endpoint by the JWT bearer grant (RFC 7523, connectors.oauth2).
 """
 
+import functools
 import re
 
 import httpx
@@ -221,8 +222,9 @@ class GeminiProvider(Provider):
             f"models/{self.model}"
         )
 
-    @property
+    @functools.cached_property
     def service_account(self) -> oauth2.ServiceAccount:
+        """Parsed once per client: loading an RSA key costs milliseconds, each call would pay."""
         return oauth2.ServiceAccount.from_json(self._secret, CLOUD_PLATFORM)
 
     @property
