@@ -15,7 +15,7 @@ import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from connectors import audit, prices, validation
+from connectors import audit, budget_config, prices, validation
 from connectors.models import Connector, Credential, FieldMapping, Provider, RedactionRule
 from connectors.sinks import SINKS
 from connectors.sources import SOURCES
@@ -154,6 +154,7 @@ def export_connector(connector: Connector) -> dict:
             for key in ("phone_regions", "id_countries")
             if getattr(connector, key)
         },
+        **({"budgets": budgets} if (budgets := budget_config.exported(connector)) else {}),
     }
 
 
@@ -337,6 +338,8 @@ def _check_connector(item, providers: set, credentials: set, problems: _Problems
             check()
         except ValidationError as error:
             problems.add(where, error)
+    for spot, problem in budget_config.problems(item.get("budgets", []), providers):
+        problems.add(f"{where}.{spot}", problem)
     for direction in ("input_mapping", "output_mapping"):
         for index, entry in enumerate(item.get(direction) or []):
             spot = f"{where}.{direction}[{index}]"
@@ -492,6 +495,7 @@ def _apply_connector(item: dict, actor: audit.Actor, summary: ImportSummary) -> 
     connector.full_clean(exclude=["provider"], validate_unique=False)
     connector.save()
     _replace_children(connector, item)
+    budget_config.replace(connector, item.get("budgets", []))
     after = export_connector(connector)
     if before is None:
         audit.record("connector.create", actor, connector, connector=connector.slug, changes=after)

@@ -47,12 +47,17 @@ def imported(item: dict) -> dict:
     return values
 
 
+def plain(amount: Decimal) -> str:
+    """500, 0.15: no trailing zeros and no exponent (normalize() alone writes 5E+2)."""
+    return format(amount.normalize(), "f")
+
+
 def exported(provider) -> dict:
     values = {
-        "price_per_1m_input": str(provider.price_per_1m_input.normalize()),
-        "price_per_1m_output": str(provider.price_per_1m_output.normalize()),
+        "price_per_1m_input": plain(provider.price_per_1m_input),
+        "price_per_1m_output": plain(provider.price_per_1m_output),
     }
     if provider.price_per_1m_cached_input is not None:
-        values["price_per_1m_cached_input"] = str(provider.price_per_1m_cached_input.normalize())
+        values["price_per_1m_cached_input"] = plain(provider.price_per_1m_cached_input)
     values["currency"] = provider.currency
     return values

@@ -402,3 +402,106 @@ def test_cached_input_tokens_are_priced_apart():
     assert provider.cost(1_000_000, 1_000_000, 500_000) == Decimal("16.65")
     provider.price_per_1m_cached_input = None
     assert provider.cost(1_000_000, 0, 500_000) == Decimal("3")
+
+
+@pytest.mark.django_db
+def test_the_budget_admin_shows_use_and_refuses_a_budget_without_a_limit(
+    admin_client, connector, redis_client
+):
+    budget = Budget.objects.create(connector=connector, period="day", max_tokens=200)
+    redis_client.hset(
+        budgets.counter_key(budget.id, "day", timezone.now()), mapping={"tokens": 50, "micros": 0}
+    )
+    add = reverse("admin:connectors_budget_add")
+
+    listing = admin_client.get(reverse("admin:connectors_budget_changelist")).content.decode()
+    refused = admin_client.post(
+        add, {"connector": connector.pk, "period": "day", "when_exhausted": "wait"}
+    )
+    added = admin_client.post(
+        add,
+        {
+            "connector": connector.pk,
+            "period": "month",
+            "max_cost": "12.5",
+            "when_exhausted": "dead",
+        },
+    )
+
+    assert "25% (50 tokens, 0.0000 USD)" in listing
+    assert refused.context["adminform"].form.errors == {
+        "max_tokens": ["set max_tokens, max_cost or both"]
+    }
+    assert added.status_code == 302
+    assert Budget.objects.get(period="month").max_cost == Decimal("12.5")
+    assert AuditEvent.objects.filter(action="budget.create", object_type="budget").count() == 1
+
+
+BUDGET_CONFIG = """
+providers:
+  - {name: gpt, kind: openai, base_url: "https://ai.example/v1", model: gpt-4o-mini,
+     price_per_1k_input: 0.00015, price_per_1k_output: 0.0006, price_per_1m_cached_input: 0.075}
+connectors:
+  - slug: invoices
+    provider: gpt
+    prompt: "{{ text }}"
+    budgets:
+      - {period: month, max_cost: "500", when_exhausted: dead}
+      - {period: day, max_tokens: 2000000, provider: gpt}
+"""
+
+
+def run_command(*args) -> str:
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_budgets_and_prices_round_trip_through_the_configuration_file(tmp_path):
+    import yaml
+
+    path = tmp_path / "setup.yaml"
+    path.write_text(BUDGET_CONFIG)
+
+    assert run_command("import_config", str(path)).endswith("2 created, 0 updated, 0 unchanged.\n")
+    exported = run_command("export_config")
+    (tmp_path / "again.yaml").write_text(exported)
+    again = run_command("import_config", str(tmp_path / "again.yaml"))
+
+    assert again.endswith("0 created, 0 updated, 2 unchanged.\n")
+    document = yaml.safe_load(exported)
+    assert document["connectors"][0]["budgets"] == [
+        {"period": "month", "max_cost": "500", "when_exhausted": "dead"},
+        {"period": "day", "provider": "gpt", "max_tokens": 2000000, "when_exhausted": "wait"},
+    ]
+    provider = document["providers"][0]
+    assert (provider["price_per_1m_input"], provider["price_per_1m_output"]) == ("0.15", "0.6")
+    assert (provider["price_per_1m_cached_input"], provider["currency"]) == ("0.075", "USD")
+    assert "price_per_1k_input" not in provider
+    assert Budget.objects.get(period="day").provider.name == "gpt"
+
+
+@pytest.mark.django_db
+def test_a_bad_budget_or_price_in_the_file_is_named_and_nothing_is_written(tmp_path):
+    path = tmp_path / "setup.yaml"
+    path.write_text(
+        BUDGET_CONFIG.replace('max_cost: "500"', "max_cost: lots")
+        .replace("provider: gpt}", "provider: nobody}")
+        .replace("price_per_1k_output: 0.0006", "price_per_1k_output: -1, currency: euro")
+    )
+
+    with pytest.raises(Exception) as caught:
+        run_command("import_config", str(path))
+
+    message = str(caught.value)
+    assert "connectors[0].budgets[0].max_cost: must be an amount of at least 0" in message
+    assert "connectors[0].budgets[1].provider: no provider named 'nobody'" in message
+    assert "providers[0].price_per_1k_output: price_per_1k_output must be a number" in message
+    assert "providers[0].currency: currency must be an ISO 4217 code" in message
+    assert not Provider.objects.exists()
+    assert not Budget.objects.exists()

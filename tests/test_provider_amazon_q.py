@@ -262,3 +262,35 @@ providers:
     with pytest.raises(Exception, match="amazon_q provider cannot answer JSON"):
         call_command("import_config", str(path), stdout=io.StringIO())
     assert not Connector.objects.exists()
+
+
+def test_a_provider_json_connectors_use_cannot_become_amazon_q(
+    admin_client, make_connector, openai_provider, aws_credential
+):
+    make_connector("invoices", provider=openai_provider, output_format="json", output_schema=SCHEMA)
+    form = {
+        "name": "gpt",
+        "kind": "amazon_q",
+        "base_url": "",
+        "model": APPLICATION,
+        "credential": str(aws_credential.pk),
+        "timeout_seconds": "30",
+        "max_concurrency": "4",
+        "parameters": "{}",
+        "settings": "{}",
+        "price_per_1m_input": "0",
+        "price_per_1m_output": "0",
+        "currency": "USD",
+    }
+
+    response = admin_client.post(
+        reverse("admin:connectors_provider_change", args=[openai_provider.pk]), form
+    )
+
+    errors = response.context["adminform"].form.errors
+    assert errors["kind"] == [
+        "a amazon_q provider cannot answer JSON against a schema, which connectors invoices ask "
+        "of this one"
+    ]
+    openai_provider.refresh_from_db()
+    assert openai_provider.kind == "openai"
