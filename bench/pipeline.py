@@ -1,6 +1,8 @@
-"""End-to-end overhead per record with the demo provider, through one worker.
+"""End-to-end overhead per record through one worker, with the demo provider or any kind's
+local test server (the one the tests use, speaking the vendor's wire format).
 
     python bench/pipeline.py [--records 2000] [--latency-ms 0] [--concurrency 8] [--one-per-request]
+                             [--kind demo|openai|anthropic|bedrock|…] [--budget]
 
 Rates are measured from the first claim to the last finish (the worker process's start-up is
 excluded; the wall time including it is printed too). With --latency-ms 0 the AI answers
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import time
 
+import kinds
 from common import ROOT, make_demo_connector, prepare_environment
 
 SHAPES = "fork:1,simple:1,fork:20,simple:20,simple:100"
@@ -30,18 +33,40 @@ def main() -> None:
         action="store_true",
         help="submit each record on its own, as single-record webhooks do (one RQ job each)",
     )
+    parser.add_argument(
+        "--kind",
+        default="demo",
+        help=f"demo (no server) or a kind's test server: {', '.join(kinds.kinds())}",
+    )
+    parser.add_argument(
+        "--budget",
+        action="store_true",
+        help="give each connector a day budget no record exhausts: every call reserves and settles",
+    )
     arguments = parser.parse_args()
     environment = prepare_environment()
+    environment["OUTBOUND_ALLOWED_NETWORKS"] = "127.0.0.0/8"
+    server = None if arguments.kind == "demo" else kinds.start(arguments.kind, arguments.latency_ms)
+    try:
+        run(arguments, environment, server)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def run(arguments, environment: dict, server) -> None:
 
     from django.db.models import Max, Min
 
     from connectors import audit, jobs
-    from connectors.models import Job
+    from connectors.models import Budget, Job
     from connectors.work import Submission
 
     ideal = arguments.concurrency * 1000 / arguments.latency_ms if arguments.latency_ms else None
     print(
-        f"demo provider, latency {arguments.latency_ms:g} ms, concurrency {arguments.concurrency}"
+        f"{arguments.kind} provider, latency {arguments.latency_ms:g} ms, "
+        f"concurrency {arguments.concurrency}"
+        + (", under a budget" if arguments.budget else "")
         + (f", ideal C/L = {ideal:.0f} records/s" if ideal else "")
         + (", one record per request" if arguments.one_per_request else "")
     )
@@ -51,12 +76,20 @@ def main() -> None:
     )
     for shape in arguments.shapes.split(","):
         worker_class, batch_size = shape.split(":")[0], int(shape.split(":")[1])
-        connector = make_demo_connector(
-            f"bench-{worker_class}-{batch_size}-{time.monotonic_ns()}",
-            batch_size=batch_size,
-            concurrency=arguments.concurrency,
-            latency_ms=arguments.latency_ms,
-        )
+        slug = f"bench-{worker_class}-{batch_size}-{time.monotonic_ns()}"
+        if server is None:
+            connector = make_demo_connector(
+                slug,
+                batch_size=batch_size,
+                concurrency=arguments.concurrency,
+                latency_ms=arguments.latency_ms,
+            )
+        else:
+            connector = kinds.make_connector(
+                slug, server, batch_size=batch_size, concurrency=arguments.concurrency
+            )
+        if arguments.budget:
+            Budget.objects.create(connector=connector, period="day", max_tokens=10**12)
         submissions = [Submission({"text": f"record {n}"}) for n in range(arguments.records)]
         step = 1 if arguments.one_per_request else 1000
         for start in range(0, len(submissions), step):

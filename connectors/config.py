@@ -9,14 +9,13 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from connectors import audit, validation
+from connectors import audit, budget_config, prices, validation
 from connectors.models import (
     Connector,
     Credential,
@@ -97,8 +96,7 @@ def export_provider(provider: Provider) -> dict:
         "requests_per_minute": provider.requests_per_minute,
         "parameters": provider.parameters,
         "settings": provider.settings,
-        "price_per_1k_input": str(provider.price_per_1k_input.normalize()),
-        "price_per_1k_output": str(provider.price_per_1k_output.normalize()),
+        **prices.exported(provider),
     }
 
 
@@ -164,6 +162,7 @@ def export_connector(connector: Connector) -> dict:
             for key in ("phone_regions", "id_countries", "source_reference_field")
             if getattr(connector, key)
         },
+        **({"budgets": budgets} if (budgets := budget_config.exported(connector)) else {}),
     }
 
 
@@ -323,6 +322,8 @@ def _check_provider(item: dict, credentials: set, problems: _Problems, where: st
         problems.add(where, error)
     if item.get("credential") and item["credential"] not in credentials:
         problems.add(f"{where}.credential", f"no credential named {item['credential']!r}")
+    for name, problem in prices.problems(item).items():
+        problems.add(f"{where}.{name}", problem)
 
 
 def _check_rule(item: dict, problems: _Problems, where: str) -> None:
@@ -382,6 +383,8 @@ def _check_connector(item, providers: set, credentials: set, problems: _Problems
             check()
         except ValidationError as error:
             problems.add(where, error)
+    for spot, problem in budget_config.problems(item.get("budgets", []), providers):
+        problems.add(f"{where}.{spot}", problem)
     for direction in ("input_mapping", "output_mapping"):
         for index, entry in enumerate(item.get(direction) or []):
             spot = f"{where}.{direction}[{index}]"
@@ -467,8 +470,7 @@ def _provider_values(item: dict) -> dict:
         "requests_per_minute": item.get("requests_per_minute"),
         "parameters": item.get("parameters") or {},
         "settings": item.get("settings") or {},
-        "price_per_1k_input": Decimal(str(item.get("price_per_1k_input", 0))),
-        "price_per_1k_output": Decimal(str(item.get("price_per_1k_output", 0))),
+        **prices.imported(item),
     }
 
 
@@ -569,6 +571,7 @@ def _apply_connector(item: dict, actor: audit.Actor, summary: ImportSummary) -> 
     connector.full_clean(exclude=["provider"], validate_unique=False)
     connector.save()
     _replace_children(connector, item)
+    budget_config.replace(connector, item.get("budgets", []))
     after = export_connector(connector)
     if before is None:
         audit.record("connector.create", actor, connector, connector=connector.slug, changes=after)

@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from connectors import jobs
+from connectors import budgets, costs, jobs
 from connectors.models import Job
 
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
@@ -47,6 +47,9 @@ class Dashboard:
     reviews_waiting: int = 0
     review_oldest_seconds: float | None = None
     reviews_overdue: int = 0
+    costs: list = field(default_factory=list)  # costs.CostRow per connector and provider
+    cost_totals: dict = field(default_factory=dict)  # by currency
+    budgets: list = field(default_factory=list)  # budgets.Use, in the current periods
 
 
 def percentile(values: list[int], share: float) -> int | None:
@@ -108,6 +111,9 @@ def build(window: str = "day") -> Dashboard:
     )
     board.bars = bars(recent, since, now)
     add_review_queue(board, now)
+    board.costs = costs.by_connector_and_provider(since)
+    board.cost_totals = costs.totals_by_currency(board.costs)
+    board.budgets = budgets.current_use(now)
     return board
 
 

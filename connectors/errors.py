@@ -10,6 +10,7 @@ class PipelineError(Exception):
 
     code = "pipeline_error"
     permanent = False
+    counts_as_attempt = True  # False for a wait that is nobody's failure (a budget's period)
 
     def __init__(
         self,

@@ -189,10 +189,16 @@ def _attempt_data(job: Job, outcome: Outcome, now) -> dict:
         "write_outcome": _written(outcome),
         "provider_name": answer.provider,
         "model": answer.model,
+        "stop_reason": answer.stop_reason,
         "tokens_in": answer.tokens_in,
         "tokens_out": answer.tokens_out,
-        "cost": answered_by(job, answer).cost(answer.tokens_in, answer.tokens_out),
+        "cost": spent(job, answer),
     }
+
+
+def spent(job: Job, answer: Answer):
+    """What the answer's tokens cost at the prices of the provider that answered."""
+    return answered_by(job, answer).cost(answer.tokens_in, answer.tokens_out, answer.tokens_cached)
 
 
 def answered_by(job: Job, answer: Answer) -> Provider:
@@ -244,11 +250,12 @@ def _transition(job: Job, outcome: Outcome, now) -> tuple[str, str, dict]:
             "ai_output": answer.text,
             "repair_prompt": answer.repair_prompt,
             "model": answer.model,
+            "stop_reason": answer.stop_reason,
             "output": answer.output,
             "result": outcome.result,
             "tokens_in": F("tokens_in") + answer.tokens_in,
             "tokens_out": F("tokens_out") + answer.tokens_out,
-            "cost": F("cost") + answered_by(job, answer).cost(answer.tokens_in, answer.tokens_out),
+            "cost": F("cost") + spent(job, answer),
             "ai_ms": answer.ms,
         }
     if outcome.held:  # the token map stays (encrypted) until the answer is written back
@@ -263,8 +270,10 @@ def _transition(job: Job, outcome: Outcome, now) -> tuple[str, str, dict]:
             "error_traceback": "",
         }
         return Status.SUCCEEDED, "job.succeeded", fields
-    exhausted = error.permanent or job.is_last_attempt
+    exhausted = error.permanent or (job.is_last_attempt and error.counts_as_attempt)
     used = job.attempts - job.attempts_before_retry
+    if not error.counts_as_attempt:  # a budget's wait: the attempt is given back
+        fields["attempts_before_retry"] = F("attempts_before_retry") + 1
     fields |= {
         "error_code": error.code,
         "error_message": error.message[:2000],

@@ -9,7 +9,7 @@ from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from connectors import dashboard, jobs
+from connectors import budgets, costs, dashboard, jobs
 
 
 class JobCollector:
@@ -51,6 +51,41 @@ class JobCollector:
                 if value is not None:
                     family.add_metric([quantile], value / 1000)
             yield family
+        yield from cost_and_budget_metrics()
+
+
+def cost_and_budget_metrics():
+    """Spend over the last day by connector, provider and currency; budgets against limits."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    spend = GaugeMetricFamily(
+        "interlock_ai_cost_last_day",
+        "AI spend over the last 24 hours, in the provider's currency.",
+        labels=["connector", "provider", "currency"],
+    )
+    for row in costs.by_connector_and_provider(timezone.now() - timedelta(days=1)):
+        spend.add_metric([row.connector, row.provider, row.currency], float(row.cost))
+    yield spend
+    labels = ["connector", "provider", "period", "currency"]
+    used = GaugeMetricFamily(
+        "interlock_budget_used_ratio", "Largest share of a budget's limits used.", labels=labels
+    )
+    tokens = GaugeMetricFamily("interlock_budget_tokens", "Tokens used this period.", labels=labels)
+    money = GaugeMetricFamily("interlock_budget_cost", "Money used this period.", labels=labels)
+    for use in budgets.current_use():
+        budget = use.budget
+        key = [
+            budget.connector.slug,
+            budget.provider.name if budget.provider_id else "",
+            budget.period,
+            use.currency,
+        ]
+        used.add_metric(key, float(use.share))
+        tokens.add_metric(key, use.tokens)
+        money.add_metric(key, float(use.cost))
+    yield from (used, tokens, money)
 
 
 def review_families(board: dashboard.Dashboard):

@@ -69,6 +69,8 @@ class Credential(models.Model):
         OAUTH2 = "oauth2", "OAuth2 client credentials"
         HMAC = "hmac_secret", "HMAC signing secret"
         DATABASE = "database_url", "Database URL / password"
+        AWS_ACCESS_KEY = "aws_access_key", "AWS access key (id:secret[:session token])"
+        SERVICE_ACCOUNT = "service_account", "Google service account key (JSON)"
 
     name = models.SlugField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.API_KEY)
@@ -122,8 +124,14 @@ class Provider(models.Model):
         help_text="The kind's own settings (max_tokens, api_version, structured_output, …); "
         "empty: each one's default.",
     )
-    price_per_1k_input = models.DecimalField(max_digits=10, decimal_places=6, default=Decimal(0))
-    price_per_1k_output = models.DecimalField(max_digits=10, decimal_places=6, default=Decimal(0))
+    # Prices per million tokens, as vendors publish them; cached input is what a prompt-cache
+    # hit costs (empty: the input price).
+    price_per_1m_input = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal(0))
+    price_per_1m_output = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal(0))
+    price_per_1m_cached_input = models.DecimalField(
+        max_digits=12, decimal_places=4, null=True, blank=True
+    )
+    currency = models.CharField(max_length=3, default="USD", help_text="ISO 4217, e.g. USD, EUR.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -135,10 +143,17 @@ class Provider(models.Model):
         calls_ai = self.kind not in providers or providers.get(self.kind).calls_ai
         return f"{self.name} ({self.kind}, {self.model if calls_ai else 'no AI is called'})"
 
-    def cost(self, tokens_in: int, tokens_out: int) -> Decimal:
-        return (
-            self.price_per_1k_input * tokens_in + self.price_per_1k_output * tokens_out
-        ) / Decimal(1000)
+    def cost(self, tokens_in: int, tokens_out: int, tokens_cached: int = 0) -> Decimal:
+        """What the tokens cost; `tokens_cached` is the part of tokens_in read from a cache."""
+        cached = min(tokens_cached, tokens_in)
+        cached_price = self.price_per_1m_cached_input
+        cached_price = self.price_per_1m_input if cached_price is None else cached_price
+        total = (
+            self.price_per_1m_input * (tokens_in - cached)
+            + cached_price * cached
+            + self.price_per_1m_output * tokens_out
+        )
+        return (total / Decimal(1_000_000)).quantize(Decimal("0.000001"))
 
 
 def validate_record_path(value: str) -> None:
@@ -276,6 +291,14 @@ class Connector(models.Model):
         primary = self.provider.name if self.provider_id else ""
         known = set(Provider.objects.values_list("name", flat=True))
         validation.check_fallback_providers(self.fallback_providers, primary, known)
+        if self.provider_id:
+            kinds = [
+                self.provider.kind,
+                *Provider.objects.filter(name__in=self.fallback_providers).values_list(
+                    "kind", flat=True
+                ),
+            ]
+            validation.check_output_support(self.output_format, self.output_schema, kinds)
 
 
 class FieldMapping(models.Model):
@@ -529,6 +552,7 @@ class Job(models.Model):
     )
     provider_name = models.CharField(max_length=100, blank=True)
     model = models.CharField(max_length=200, blank=True)
+    stop_reason = models.CharField(max_length=50, blank=True, help_text="The provider's own.")
     ai_output = models.TextField("AI output", blank=True)
     output = models.JSONField(null=True, blank=True, help_text="Parsed and validated.")
     result = models.JSONField(null=True, blank=True, help_text="Mapped, before token restore.")
@@ -602,6 +626,7 @@ class JobAttempt(models.Model):
     write_ms = models.PositiveIntegerField("write-back (ms)", null=True, blank=True)
     provider_name = models.CharField(max_length=100, blank=True)
     model = models.CharField(max_length=200, blank=True)
+    stop_reason = models.CharField(max_length=50, blank=True)
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
@@ -692,6 +717,56 @@ class ReviewerToken(models.Model):
             user=user, name=name, prefix=plain[:12], token_hash=crypto.sha256_hex(plain)
         )
         return token, plain
+
+
+class Budget(models.Model):
+    """A connector's token and money allowance per day or month (UTC), optionally for the calls
+    to one provider. Calls reserve their worst case before they are sent (connectors.budgets)."""
+
+    class Period(models.TextChoices):
+        DAY = "day", "Day (UTC)"
+        MONTH = "month", "Month (UTC)"
+
+    class WhenExhausted(models.TextChoices):
+        WAIT = "wait", "Wait: retry the job when the period rolls over"
+        DEAD = "dead", "End the job dead"
+
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="budgets")
+    provider = models.ForeignKey(
+        Provider,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="budgets",
+        help_text="Empty: every call of the connector counts; else only calls to this provider.",
+    )
+    period = models.CharField(max_length=10, choices=Period.choices, default=Period.DAY)
+    max_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    max_cost = models.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="In the provider's currency.",
+    )
+    when_exhausted = models.CharField(
+        max_length=10, choices=WhenExhausted.choices, default=WhenExhausted.WAIT
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["connector", "period", "id"]
+
+    def __str__(self) -> str:
+        scope = f" on {self.provider.name}" if self.provider_id else ""
+        return f"{self.connector.slug}{scope} per {self.period}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.max_tokens is None and self.max_cost is None:
+            raise ValidationError({"max_tokens": "set max_tokens, max_cost or both"})
 
 
 class AuditEvent(models.Model):

@@ -20,6 +20,7 @@ from typing import Any
 
 from connectors import (
     answer_guard,
+    budgets,
     credentials,
     crypto,
     legacy_json,
@@ -174,6 +175,7 @@ class Runtime:
     output_fields: list[mapping.FieldSpec]
     output_schema: dict | None
     guard: answer_guard.Guard
+    budgets: list[budgets.Spec]
     review: review_policy.Policy = field(default_factory=review_policy.Policy)
 
     @property
@@ -197,6 +199,7 @@ def build_runtime(connector: Connector) -> Runtime:
         guard=answer_guard.Guard.for_rules(
             connector_rules(connector), connector.answer_pii, **detector_options(connector)
         ),
+        budgets=budgets.for_connector(connector),
         review=review_policy.for_connector(connector),
     )
 
@@ -320,8 +323,15 @@ def complete(
         row = candidate.row
         ratelimit.wait_for_slot(f"provider:{row.name}", row.requests_per_minute)
         try:
-            with candidate.slots:
-                return candidate.client.complete(prompt, json_schema=runtime.output_schema), row
+            with (
+                candidate.slots,
+                budgets.held(
+                    runtime.budgets, row, candidate.client, prompt, runtime.output_schema
+                ) as hold,
+            ):
+                completion = candidate.client.complete(prompt, json_schema=runtime.output_schema)
+                hold.spend(row, completion)
+                return completion, row
         except ProviderError as error:
             if error.permanent or candidate is chain[-1]:
                 raise
@@ -335,8 +345,10 @@ def spent(answer: Answer, completion: Completion) -> Answer:
         answer,
         text=completion.text,
         model=completion.model,
+        stop_reason=completion.stop_reason,
         tokens_in=answer.tokens_in + completion.tokens_in,
         tokens_out=answer.tokens_out + completion.tokens_out,
+        tokens_cached=answer.tokens_cached + completion.tokens_cached,
     )
 
 
@@ -388,7 +400,10 @@ def write_batch(runtime: Runtime, outcomes: list[Outcome]) -> list[Outcome]:
 def report_if_final(runtime: Runtime, outcome: Outcome) -> None:
     """A job about to end dead lets the legacy side know (a status column, a reply)."""
     error, item = outcome.error, outcome.item
-    if error is not None and item is not None and (error.permanent or item.is_last_attempt):
+    final = error is not None and (
+        error.permanent or (item is not None and item.is_last_attempt and error.counts_as_attempt)
+    )
+    if final and item is not None:
         report_failure(runtime.sink, runtime.connector.slug, item, error)
 
 

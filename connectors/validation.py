@@ -91,6 +91,20 @@ def check_output(output_format: str, schema) -> None:
             raise ValidationError({"output_schema": str(error)}) from None
 
 
+def check_output_support(output_format: str, schema, provider_kinds) -> None:
+    """A JSON-with-schema connector needs providers that can be asked for one."""
+    if output_format != "json" or schema is None:
+        return
+    for kind in provider_kinds:
+        if kind in PROVIDERS and not PROVIDERS.get(kind).has_json_schema_output:
+            raise ValidationError(
+                {
+                    "output_format": f"a {kind} provider cannot answer JSON against a schema: "
+                    "use output format text, or another provider"
+                }
+            )
+
+
 def check_mapping(source_path: str, target_name: str, transform: str) -> None:
     errors = {}
     for field, check, value in (

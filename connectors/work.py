@@ -48,6 +48,8 @@ class Answer:
     repair_prompt: str = ""
     tokens_in: int = 0
     tokens_out: int = 0
+    tokens_cached: int = 0  # the part of tokens_in read from a prompt cache (priced apart)
+    stop_reason: str = ""  # the provider's, for the last completion
     ms: int | None = None
     error: PipelineError | None = None
 

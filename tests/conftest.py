@@ -7,7 +7,12 @@ import os
 import pytest
 import redis
 
-pytest_plugins = ["tests.fixtures_http", "tests.fixtures_review"]
+pytest_plugins = [
+    "tests.fixtures_http",
+    "tests.fixtures_review",
+    "tests.fixtures_aws",
+    "tests.fixtures_oauth",
+]
 
 CANARY_SECRET = "sk-canary-7f3e9a1b2c4d5e6f"
 CANARY_SSN = "219-09-9999"
@@ -79,8 +84,8 @@ def openai_provider(db, openai_server, credential):
         credential=credential,
         timeout_seconds=5,
         max_concurrency=4,
-        price_per_1k_input="0.5",
-        price_per_1k_output="1.5",
+        price_per_1m_input="500",
+        price_per_1m_output="1500",
     )
 
 

@@ -44,7 +44,9 @@ class _Server:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def script(self, steps: list) -> None:
@@ -210,6 +212,8 @@ class Request:
     query: dict
     headers: dict
     body: object
+    raw_path: str = ""  # as sent, with its query (a signature covers it)
+    raw_body: bytes = b""
 
 
 def words(text: str) -> int:
@@ -251,6 +255,8 @@ class ProviderServer(_Server):
             dict(urllib.parse.parse_qsl(parts.query)),
             {name.lower(): value for name, value in handler.headers.items()},
             body,
+            handler.path,
+            raw or b"",
         )
         with self.lock:
             self.requests.append(request)
@@ -1176,10 +1182,16 @@ class FakeKind:
     retried: tuple  # a step the kind must retry
     refused: tuple  # a step the kind must refuse permanently, as `refused_code`
     refused_code: str
+    credential: str = "credential"  # the fixture of the credential the provider uses
+    variant: str = ""  # another form of the same kind (gemini on Vertex AI, Azure with Entra ID)
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}_{self.variant}" if self.variant else self.kind
 
 
 FAKE_KINDS = {
-    fake.kind: fake
+    fake.name: fake
     for fake in (
         FakeKind(
             "anthropic",
@@ -1226,6 +1238,43 @@ FAKE_KINDS = {
             ("content_filter",),
             "content_refused",
         ),
+        FakeKind(
+            "bedrock",
+            "bedrock_server",
+            "anthropic.claude-test-v1:0",
+            {"max_tokens": 512},
+            ("status", 429),
+            ("error", 400, "ValidationException", "Malformed input request, please reformat"),
+            "provider_error",
+            "aws_credential",
+        ),
+        FakeKind(
+            "gemini",
+            "vertex_server",
+            "gemini-test",
+            {"api": "vertex", "project": "my-project", "location": "us-central1"},
+            ("rate_limited", "0s"),
+            ("blocked", "SAFETY"),
+            "content_refused",
+            "service_account_credential",
+            "vertex",
+        ),
+        FakeKind(
+            "azure_openai",
+            "entra_azure_server",
+            "gpt4o-test",
+            {
+                "auth": "entra_id",
+                "client_id": "interlock-app",
+                "token_url": "{token_url}",
+                "api_version": "2024-08-01-preview",
+            },
+            ("rate_limited", 0),
+            ("content_filter",),
+            "content_refused",
+            "credential",
+            "entra",
+        ),
     )
 }
 
@@ -1233,5 +1282,15 @@ FAKE_KINDS = {
 @pytest.fixture(params=sorted(FAKE_KINDS))
 def fake_kind(request):
     """(FakeKind, its running server) for each provider kind with a fake server."""
+    from dataclasses import replace
+
     fake = FAKE_KINDS[request.param]
-    return fake, request.getfixturevalue(fake.fixture)
+    server = request.getfixturevalue(fake.fixture)
+    tokens = getattr(server, "tokens", None)  # a token endpoint the settings must name
+    if tokens is not None and "{token_url}" in fake.settings.values():
+        settings = {
+            name: tokens.url if value == "{token_url}" else value
+            for name, value in fake.settings.items()
+        }
+        fake = replace(fake, settings=settings)
+    return fake, server

@@ -33,8 +33,8 @@ def backup_provider(openai_provider, backup_server):
         credential=openai_provider.credential,
         timeout_seconds=5,
         max_concurrency=2,
-        price_per_1k_input="1",
-        price_per_1k_output="2",
+        price_per_1m_input="1000",
+        price_per_1m_output="2000",
     )
 
 

@@ -11,6 +11,7 @@ from django.urls import reverse
 from connectors import jobs
 from connectors.models import AuditEvent, Credential, Job, JobAttempt
 from tests.conftest import CANARY_SECRET, CANARY_SSN
+from tests.fixtures_http import FAKE_KINDS
 from tests.worker import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -230,8 +231,13 @@ def test_oauth2_client_secret_and_access_token_stay_out_of_jobs_logs_and_audit(
     assert "access-1" not in dump
 
 
+# The kinds that send the credential itself; token-based forms are covered in their own tests.
+KEY_SENDING_KINDS = sorted(name for name, fake in FAKE_KINDS.items() if not fake.variant)
+
+
+@pytest.mark.parametrize("fake_kind", KEY_SENDING_KINDS, indirect=True)
 def test_no_provider_kind_lets_its_key_reach_a_job_log_page_export_or_message(
-    client, admin_client, make_connector, fake_kind, credential, api_key, caplog
+    request, client, admin_client, make_connector, fake_kind, api_key, caplog
 ):
     """Each kind's server quotes the key it refused (a careless server does): the key is
     scrubbed from the error before anything stores, logs or shows it."""
@@ -239,6 +245,7 @@ def test_no_provider_kind_lets_its_key_reach_a_job_log_page_export_or_message(
 
     caplog.set_level(logging.DEBUG)
     fake, server = fake_kind
+    credential = request.getfixturevalue(fake.credential)
     provider = Provider.objects.create(
         name="ai",
         kind=fake.kind,
@@ -292,3 +299,76 @@ def test_no_provider_kind_lets_its_key_reach_a_job_log_page_export_or_message(
     exported = io.StringIO()
     call_command("export_config", stdout=exported)
     assert_clean(exported.getvalue(), "the export")
+
+
+TOKEN_KINDS = sorted(name for name, fake in FAKE_KINDS.items() if fake.variant)
+
+
+@pytest.mark.parametrize("fake_kind", TOKEN_KINDS, indirect=True)
+def test_no_token_kind_lets_its_secret_or_token_reach_a_job_log_page_or_export(
+    request, client, admin_client, make_connector, fake_kind, api_key, caplog
+):
+    """Vertex AI and Entra ID: the stored secret (a service account's private key, a client
+    secret) goes only to the token endpoint, and neither it nor the access token it buys is
+    stored, logged or shown; a token endpoint quoting the secret is scrubbed."""
+    from connectors.models import Provider
+
+    caplog.set_level(logging.DEBUG)
+    fake, server = fake_kind
+    credential = request.getfixturevalue(fake.credential)
+    secret = credential.reveal()
+    private = json.loads(secret)["private_key"] if secret.startswith("{") else secret
+    provider = Provider.objects.create(
+        name="ai",
+        kind=fake.kind,
+        base_url=server.base_url,
+        model=fake.model,
+        credential=credential,
+        settings=fake.settings,
+        timeout_seconds=5,
+    )
+    connector = make_connector(
+        "canary",
+        provider=provider,
+        inputs=[("ssn", "ssn", True)],
+        redaction=[("ssn", "mask")],
+        prompt="{{ ssn }}",
+        max_attempts=1,
+    )
+    post = {
+        "data": json.dumps({"ssn": CANARY_SSN}),
+        "content_type": "application/json",
+        "HTTP_AUTHORIZATION": f"Bearer {api_key(connector)[1]}",
+    }
+    client.post("/api/v1/connectors/canary/records/", **post)
+    drain()  # succeeds with a token
+    server.tokens.script([(400, {"error": "invalid_client", "error_description": private})])
+    from connectors import oauth2
+
+    with oauth2._lock:
+        oauth2._tokens.clear()
+    client.post("/api/v1/connectors/canary/records/", **{**post, "HTTP_IDEMPOTENCY_KEY": "2"})
+    drain()
+
+    done, refused = Job.objects.order_by("created_at")
+    assert (done.status, refused.status) == (Job.Status.SUCCEEDED, Job.Status.DEAD)
+    assert "token endpoint answered HTTP 400: invalid_client ***" in refused.error_message
+    issued = getattr(server.tokens, "issued", [])
+    tokens = issued if isinstance(issued, list) else [f"access-{n}" for n in range(1, issued + 1)]
+    assert tokens
+    leaks = [private.strip(), *tokens]
+    stored = [*Job.objects.values(), *JobAttempt.objects.values(), *AuditEvent.objects.values()]
+    pages = [
+        admin_client.get(page).content.decode()
+        for page in (
+            reverse("admin:connectors_provider_change", args=[provider.pk]),
+            reverse("admin:connectors_job_change", args=[refused.pk]),
+            reverse("admin:connectors_credential_change", args=[credential.pk]),
+        )
+    ]
+    exported = io.StringIO()
+    call_command("export_config", stdout=exported)
+    for text in [json.dumps(stored, default=str), caplog.text, *pages, exported.getvalue()]:
+        for leak in leaks:
+            assert leak not in text
+        assert_clean(text, "a job, log, page or export")

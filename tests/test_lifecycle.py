@@ -19,8 +19,8 @@ ADMIN = audit.Actor.system("test")
 
 @pytest.fixture
 def connector(make_connector, demo_provider):
-    demo_provider.price_per_1k_input = "1.0"
-    demo_provider.price_per_1k_output = "2.0"
+    demo_provider.price_per_1m_input = "1000"
+    demo_provider.price_per_1m_output = "2000"
     demo_provider.save()
     return make_connector("invoices", max_attempts=2)
 

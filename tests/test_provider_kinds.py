@@ -31,8 +31,9 @@ def echo_token(prompt: str) -> str:
 
 
 @pytest.fixture
-def kind_provider(db, fake_kind, credential):
+def kind_provider(request, db, fake_kind):
     fake, server = fake_kind
+    credential = request.getfixturevalue(fake.credential)
     return Provider.objects.create(
         name=fake.kind.replace("_", "-"),
         kind=fake.kind,
@@ -41,8 +42,8 @@ def kind_provider(db, fake_kind, credential):
         credential=credential,
         settings=fake.settings,
         timeout_seconds=5,
-        price_per_1k_input="1",
-        price_per_1k_output="2",
+        price_per_1m_input="1000",
+        price_per_1m_output="2000",
     )
 
 
@@ -94,6 +95,8 @@ def test_a_record_travels_through_every_kind(
     assert job.tokens_out == 6
     assert job.cost > 0
     assert job.model
+    assert job.stop_reason  # the provider's own word (end_turn, STOP, stop, tool_use, …)
+    assert job.attempt_rows.get().stop_reason == job.stop_reason
 
 
 @pytest.mark.django_db(transaction=True)
@@ -166,8 +169,9 @@ def provider_form(fake, server, credential, **overrides) -> dict:
         "requests_per_minute": "",
         "parameters": "{}",
         "settings": json.dumps(fake.settings),
-        "price_per_1k_input": "0.5",
-        "price_per_1k_output": "1.5",
+        "price_per_1m_input": "500",
+        "price_per_1m_output": "1500",
+        "currency": "EUR",
     }
     return form | overrides
 
@@ -204,7 +208,11 @@ def test_the_admin_form_adds_and_changes_a_provider_with_its_kind_settings(
         ("anthropic", {"max_tokens": 0}, "max_tokens must be at least 1"),
         ("azure_openai", {"structured_output": "grammar"}, "structured_output must be one of"),
         ("openai", {"structured_output": 1}, "structured_output must be text"),
-        ("gemini", {"max_tokens": 10}, "unknown settings max_tokens; known: none"),
+        (
+            "gemini",
+            {"max_tokens": 10},
+            "unknown settings max_tokens; known: api, location, project",
+        ),
     ],
 )
 def test_the_admin_form_shows_a_bad_kind_setting_next_to_settings(
@@ -221,8 +229,9 @@ def test_the_admin_form_shows_a_bad_kind_setting_next_to_settings(
         "max_concurrency": "4",
         "parameters": "{}",
         "settings": json.dumps(own),
-        "price_per_1k_input": "0",
-        "price_per_1k_output": "0",
+        "price_per_1m_input": "0",
+        "price_per_1m_output": "0",
+        "currency": "USD",
     }
 
     response = admin_client.post(reverse("admin:connectors_provider_add"), form)

@@ -5,6 +5,7 @@ from django.contrib import admin
 from connectors.admin import (
     api_keys,
     audit_events,
+    budgets,
     connectors,
     credentials,
     files,
@@ -16,6 +17,7 @@ from connectors.admin import (
 __all__ = [
     "api_keys",
     "audit_events",
+    "budgets",
     "connectors",
     "credentials",
     "files",

@@ -5,7 +5,16 @@ from django.contrib import admin
 
 from connectors import audit, crypto
 from connectors.admin.base import AuditedModelAdmin, model_snapshot
+from connectors.errors import ConfigError
 from connectors.models import Connector, Credential
+from connectors.oauth2 import ServiceAccount
+from connectors.providers.aws import parse_access_key
+
+# Kinds whose value has a shape, checked on save so a typo shows beside the field, not on a job.
+VALUE_CHECKS = {
+    Credential.Kind.AWS_ACCESS_KEY: parse_access_key,
+    Credential.Kind.SERVICE_ACCOUNT: lambda value: ServiceAccount.from_json(value, ""),
+}
 
 
 class CredentialForm(forms.ModelForm):
@@ -14,8 +23,11 @@ class CredentialForm(forms.ModelForm):
         required=False,
         strip=False,
         help_text="Write-only: stored encrypted, never shown again. Leave empty to keep the "
-        "current value. Basic auth: user:password. OAuth2 client credentials: the client "
-        "secret (token_url, client_id and scope go in the sink config). Database URL: e.g. "
+        "current value. Basic auth: user:password. AWS access key: "
+        "ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN] or the JSON of aws sts assume-role. "
+        "Google service account: the JSON key file. OAuth2 client credentials: the client "
+        "secret (token_url, client_id and scope go in "
+        "the sink config). Database URL: e.g. "
         "postgresql://user:password@host:5432/erp.",
     )
 
@@ -28,6 +40,16 @@ class CredentialForm(forms.ModelForm):
         if not value and not self.instance.pk:
             raise forms.ValidationError("A new credential needs a value.")
         return value
+
+    def clean(self):
+        cleaned = super().clean()
+        value, kind = cleaned.get("value"), cleaned.get("kind")
+        if value and kind in VALUE_CHECKS:
+            try:
+                VALUE_CHECKS[kind](value)
+            except ConfigError as error:  # its message quotes none of the value
+                self.add_error("value", error.message)
+        return cleaned
 
     def save(self, commit=True):
         if self.cleaned_data["value"]:

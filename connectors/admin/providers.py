@@ -2,10 +2,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from connectors import validation
+from connectors import prices, validation
 from connectors.admin.base import AuditedModelAdmin
 from connectors.errors import PipelineError
-from connectors.models import Provider
+from connectors.models import Connector, Provider
 from connectors.pipeline import build_provider
 from connectors.providers import PROVIDERS
 
@@ -51,14 +51,22 @@ class ProviderForm(forms.ModelForm):
             "requests_per_minute",
             "parameters",
             "settings",
-            "price_per_1k_input",
-            "price_per_1k_output",
+            "price_per_1m_input",
+            "price_per_1m_output",
+            "price_per_1m_cached_input",
+            "currency",
         ]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["settings"].help_text = kind_settings_help()
         self.fields["model"].help_text = "The model's name; for azure_openai, the deployment's."
+
+    def clean_currency(self):
+        currency = self.cleaned_data["currency"].strip().upper()
+        if not prices.CURRENCY.fullmatch(currency):
+            raise ValidationError("an ISO 4217 code such as USD or EUR")
+        return currency
 
     def clean(self):
         cleaned = super().clean()
@@ -73,7 +81,31 @@ class ProviderForm(forms.ModelForm):
         except ValidationError as error:
             for field, messages_ in error.message_dict.items():
                 self.add_error(field if field in self.fields else None, messages_)
+        kind = cleaned.get("kind", "")
+        if (
+            self.instance.pk
+            and kind in PROVIDERS
+            and not PROVIDERS.get(kind).has_json_schema_output
+        ):
+            users = json_schema_connectors(self.instance.name)
+            if users:
+                self.add_error(
+                    "kind",
+                    f"a {kind} provider cannot answer JSON against a schema, which connectors "
+                    f"{', '.join(users)} ask of this one",
+                )
         return cleaned
+
+
+def json_schema_connectors(provider_name: str) -> list[str]:
+    """Slugs of the JSON-with-schema connectors that use the provider or fall back to it."""
+    connectors = Connector.objects.filter(output_format="json", output_schema__isnull=False)
+    return sorted(
+        connector.slug
+        for connector in connectors.select_related("provider")
+        if connector.provider.name == provider_name
+        or provider_name in (connector.fallback_providers or [])
+    )
 
 
 @admin.register(Provider)

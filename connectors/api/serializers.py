@@ -4,7 +4,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from connectors.models import Job
+from connectors.models import Job, Provider
 
 
 class IntakeQuerySerializer(serializers.Serializer):
@@ -40,6 +40,7 @@ class JobSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     timings = serializers.SerializerMethodField()
     tokens = serializers.SerializerMethodField()
+    cost = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
@@ -55,6 +56,7 @@ class JobSerializer(serializers.ModelSerializer):
             "error",
             "timings",
             "tokens",
+            "cost",
             "created_at",
             "started_at",
             "finished_at",
@@ -98,3 +100,20 @@ class JobSerializer(serializers.ModelSerializer):
     )
     def get_tokens(self, job: Job) -> dict:
         return {"input": job.tokens_in, "output": job.tokens_out}
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {
+                "amount": {"type": "string", "description": "A decimal, e.g. 0.001250"},
+                "currency": {"type": "string", "description": "ISO 4217, e.g. USD"},
+            },
+            "required": ["amount", "currency"],
+            "description": "What the job's AI calls cost, at the answering provider's prices.",
+        }
+    )
+    def get_cost(self, job: Job) -> dict:
+        provider = job.connector.provider
+        if job.provider_name and job.provider_name != provider.name:
+            provider = Provider.objects.filter(name=job.provider_name).first() or provider
+        return {"amount": f"{job.cost:.6f}", "currency": provider.currency}

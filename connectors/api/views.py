@@ -291,7 +291,7 @@ def wait_for(created: list[Job], seconds: int) -> list[Job] | None:
     ids = [job.id for job in created]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        finished = list(Job.objects.select_related("connector").filter(id__in=ids))
+        finished = list(Job.objects.select_related("connector__provider").filter(id__in=ids))
         if all(job.is_finished for job in finished):
             order = {job_id: index for index, job_id in enumerate(ids)}
             return sorted(finished, key=lambda job: order[job.id])
@@ -309,7 +309,7 @@ class JobView(KeyAuthenticatedView):
     )
     def get(self, request, job_id):
         job = (
-            Job.objects.select_related("connector")
+            Job.objects.select_related("connector__provider")
             .filter(id=job_id, connector=request.auth.connector)
             .first()
         )

@@ -17,6 +17,11 @@ PROVIDERS = Registry(
         "gemini": ("connectors.providers.gemini.GeminiProvider", "Google Gemini API"),
         "cohere": ("connectors.providers.cohere.CohereProvider", "Cohere (Chat v2)"),
         "ollama": ("connectors.providers.ollama.OllamaProvider", "Ollama (native /api/chat)"),
+        "bedrock": ("connectors.providers.bedrock.BedrockProvider", "Amazon Bedrock (Converse)"),
+        "amazon_q": (
+            "connectors.providers.amazon_q.AmazonQProvider",
+            "Amazon Q Business (ChatSync; text only)",
+        ),
         "demo": ("connectors.providers.demo.DemoProvider", "Demo (no AI is called)"),
     },
     default="openai",

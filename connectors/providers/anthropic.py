@@ -48,6 +48,9 @@ class AnthropicProvider(Provider):
         Setting("anthropic_version", default="2023-06-01", help="The anthropic-version header."),
     )
 
+    def answer_token_limit(self) -> int | None:
+        return self.setting("max_tokens")
+
     def headers(self) -> dict[str, str]:
         headers = {"anthropic-version": self.setting("anthropic_version")}
         if self._secret:
@@ -109,6 +112,7 @@ class AnthropicProvider(Provider):
             tokens_out=int(usage.get("output_tokens") or 0),
             model=str(answer.get("model") or self.config.model),
             stop_reason=stop_reason,
+            tokens_cached=int(usage.get("cache_read_input_tokens") or 0),
         )
 
     def named_failure(self, response: httpx.Response, error: ProviderError) -> ProviderError:

@@ -49,6 +49,7 @@ class Completion:
     tokens_out: int
     model: str
     stop_reason: str = ""  # the provider's own word for why it stopped: end_turn, STOP, length
+    tokens_cached: int = 0  # the part of tokens_in read from the provider's prompt cache
 
 
 def named_error(code: str, message: str, *, permanent: bool = True, retry_after=None):
@@ -116,6 +117,9 @@ def error_body(response: httpx.Response) -> dict:
 
 class Provider(Plugin):
     calls_ai: ClassVar[bool] = True  # False for the demo provider, which answers by itself
+    # False for a kind that cannot be asked for JSON against a schema: such connectors are
+    # refused on save.
+    has_json_schema_output: ClassVar[bool] = True
     # Request fields the kind writes itself, which `parameters` therefore cannot set.
     reserved_parameters: ClassVar[frozenset[str]] = frozenset()
 
@@ -141,6 +145,15 @@ class Provider(Plugin):
 
     def test_connection(self) -> str:
         raise NotImplementedError
+
+    def answer_token_limit(self) -> int | None:
+        """The most tokens an answer may have, as this provider is set (budgets reserve it);
+        None when nothing limits it. Kinds whose limit lives elsewhere say where."""
+        for name in ("max_completion_tokens", "max_tokens"):
+            value = self.config.parameters.get(name)
+            if type(value) is int and value > 0:
+                return value
+        return None
 
     # --- Settings ------------------------------------------------------------------------
 
@@ -345,12 +358,16 @@ class ChatCompletionsProvider(Provider):
         if not isinstance(content, str):
             raise ProviderError("provider sent an answer without text content")
         usage = answer.get("usage") or {}
+        details = usage.get("prompt_tokens_details") or {}
         return Completion(
             text=content,
             tokens_in=int(usage.get("prompt_tokens") or 0),
             tokens_out=int(usage.get("completion_tokens") or 0),
             model=str(answer.get("model") or self.config.model),
             stop_reason=reason,
+            tokens_cached=int(details.get("cached_tokens") or 0)
+            if isinstance(details, dict)
+            else 0,
         )
 
 

@@ -5,14 +5,21 @@ takes a subset of OpenAPI 3.0 rather than JSON Schema: the schema is converted (
 `nullable` for `["string", "null"]`, string enums, `$ref`s inlined) and what the subset cannot
 say is dropped; Interlock still validates the answer against the full schema. A blocked prompt
 (`promptFeedback.blockReason`) or answer (`finishReason: SAFETY`, …) is permanent and named. A
-429's `RetryInfo.retryDelay` is honoured. (The Vertex AI form of the same call: not yet.)
+429's `RetryInfo.retryDelay` is honoured.
+
+With `api: vertex` the same call goes to Vertex AI (`{location}-aiplatform.googleapis.com`,
+`/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent`)
+with a bearer token that a service account's key (the credential, Google's JSON key file) gets
+from Google's token endpoint by the JWT bearer grant (RFC 7523, connectors.oauth2).
 """
 
+import functools
 import re
 
 import httpx
 
-from connectors.errors import ProviderError
+from connectors import oauth2
+from connectors.errors import ConfigError, ProviderError
 from connectors.plugins import MAPPING, URL, Setting, SettingError
 from connectors.providers.base import (
     CONTEXT_TOO_LONG,
@@ -62,6 +69,9 @@ BLOCKING_FINISH_REASONS = {
 }
 RESERVED_GENERATION_CONFIG = {"responseMimeType", "responseSchema", "responseJsonSchema"}
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
+LOCATION = re.compile(r"global|[a-z]+-[a-z]+\d+")
 
 
 def gemini_schema(schema: dict) -> dict:
@@ -170,13 +180,68 @@ class GeminiProvider(Provider):
             help="Request fields, e.g. generationConfig (temperature, maxOutputTokens), "
             "safetySettings, systemInstruction.",
         ),
+        Setting(
+            "api",
+            choices=("gemini", "vertex"),
+            default="gemini",
+            help="gemini: the Gemini API with an API key; vertex: Vertex AI with a service "
+            "account key (the credential), project and location.",
+        ),
+        Setting("project", help="api: vertex: the Google Cloud project id."),
+        Setting("location", help="api: vertex: e.g. us-central1, europe-west4 or global."),
     )
 
     @property
     def model(self) -> str:
         return self.config.model.removeprefix("models/")
 
+    def answer_token_limit(self) -> int | None:
+        generation = self.config.parameters.get("generationConfig") or {}
+        value = generation.get("maxOutputTokens") if isinstance(generation, dict) else None
+        return value if type(value) is int and value > 0 else None
+
+    @property
+    def is_vertex(self) -> bool:
+        return self.setting("api") == "vertex"
+
+    @property
+    def base_url(self) -> str:
+        if not self.is_vertex or self.config.base_url:
+            return super().base_url
+        location = self.setting("location")
+        host = "aiplatform.googleapis.com"
+        return f"https://{host}" if location == "global" else f"https://{location}-{host}"
+
+    @property
+    def model_url(self) -> str:
+        if not self.is_vertex:
+            return f"{self.base_url}/v1beta/models/{self.model}"
+        project, location = self.setting("project"), self.setting("location")
+        return (
+            f"{self.base_url}/v1/projects/{project}/locations/{location}/publishers/google/"
+            f"models/{self.model}"
+        )
+
+    @functools.cached_property
+    def service_account(self) -> oauth2.ServiceAccount:
+        """Parsed once per client: loading an RSA key costs milliseconds, each call would pay."""
+        return oauth2.ServiceAccount.from_json(self._secret, CLOUD_PLATFORM)
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        if not self.is_vertex:
+            return (self._secret,)
+        try:
+            return (self._secret, self.service_account.private_key)
+        except ConfigError:
+            return (self._secret,)
+
     def headers(self) -> dict[str, str]:
+        if self.is_vertex:
+            token = oauth2.access_token(
+                self.service_account, self.client, error_class=ProviderError
+            )
+            return {"Authorization": f"Bearer {token}"}
         return {"x-goog-api-key": self._secret} if self._secret else {}
 
     def complete(self, prompt: str, *, json_schema: dict | None = None) -> Completion:
@@ -188,8 +253,7 @@ class GeminiProvider(Provider):
         body = {"contents": [{"role": "user", "parts": [{"text": prompt}]}], **parameters}
         if generation:
             body["generationConfig"] = generation
-        url = f"{self.base_url}/v1beta/models/{self.model}:generateContent"
-        return self.parse(self.send("POST", url, body=body))
+        return self.parse(self.send("POST", f"{self.model_url}:generateContent", body=body))
 
     def parse(self, answer: dict) -> Completion:
         feedback = answer.get("promptFeedback") or {}
@@ -230,9 +294,13 @@ class GeminiProvider(Provider):
             + int(usage.get("thoughtsTokenCount") or 0),
             model=str(answer.get("modelVersion") or self.model),
             stop_reason=reason,
+            tokens_cached=int(usage.get("cachedContentTokenCount") or 0),
         )
 
     def named_failure(self, response: httpx.Response, error: ProviderError) -> ProviderError:
+        if self.is_vertex and response.status_code == 401:
+            oauth2.forget(self.service_account)  # revoked or expired early: fetch a new one
+            return ProviderError("Vertex AI refused the access token; retrying with a new one")
         body = error_body(response)
         detail = body.get("error") if isinstance(body.get("error"), dict) else {}
         status, message = detail.get("status"), self.scrub(str(detail.get("message") or ""))
@@ -246,8 +314,18 @@ class GeminiProvider(Provider):
         return error
 
     def test_connection(self) -> str:
-        """Getting the model checks the key and the model, and that it can generateContent."""
-        model = self.send("GET", f"{self.base_url}/v1beta/models/{self.model}")
+        """Getting the model checks the key and the model, and that it can generateContent.
+        Vertex AI: countTokens on the model checks the token, the project's access and the
+        model, and costs nothing."""
+        if self.is_vertex:
+            body = {"contents": [{"role": "user", "parts": [{"text": "Reply with OK."}]}]}
+            counted = self.send("POST", f"{self.model_url}:countTokens", body=body)
+            return (
+                f"OK: the service account got a token and model {self.model} answered in "
+                f"project {self.setting('project')}, {self.setting('location')} "
+                f"({counted.get('totalTokens')} tokens counted)"
+            )
+        model = self.send("GET", f"{self.model_url}")
         if "generateContent" not in (model.get("supportedGenerationMethods") or []):
             raise named_error(MODEL_NOT_FOUND, f"model {self.model} cannot generateContent")
         name = model.get("displayName") or model.get("name")
@@ -259,6 +337,17 @@ class GeminiProvider(Provider):
     @classmethod
     def check(cls, config: dict) -> None:
         super().check(config)
+        if config.get("api") == "vertex":
+            if not PROJECT.fullmatch(config.get("project") or ""):
+                raise SettingError(
+                    "project", "api: vertex needs project, a Google Cloud project id"
+                )
+            if not LOCATION.fullmatch(config.get("location") or ""):
+                raise SettingError(
+                    "location", "api: vertex needs location, e.g. us-central1 or global"
+                )
+        elif config.get("project") or config.get("location"):
+            raise SettingError("api", "project and location are for api: vertex")
         generation = (config.get("parameters") or {}).get("generationConfig")
         if generation is None:
             return

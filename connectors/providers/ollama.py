@@ -38,6 +38,11 @@ class OllamaProvider(Provider):
         ),
     )
 
+    def answer_token_limit(self) -> int | None:
+        options = self.config.parameters.get("options") or {}
+        value = options.get("num_predict") if isinstance(options, dict) else None
+        return value if type(value) is int and value > 0 else None
+
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
 

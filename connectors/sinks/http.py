@@ -6,6 +6,7 @@ delivery: at-least-once delivery, exactly-once effect. 409 Conflict means "alrea
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -13,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 
 from connectors import http, oauth2
 from connectors.errors import SinkError
-from connectors.plugins import CREDENTIAL, MAPPING, NUMBER, URL, Setting, SettingError
+from connectors.plugins import BOOLEAN, CREDENTIAL, MAPPING, NUMBER, URL, Setting, SettingError
 from connectors.sinks.base import Sink
 from connectors.work import Delivery, WriteOutcome
 
@@ -45,6 +46,13 @@ class HttpSink(Sink):
             "timeout", NUMBER, default=30, minimum=1, maximum=300, help="Seconds per delivery."
         ),
         Setting("headers", MAPPING, help="Extra plain headers (never secrets)."),
+        Setting(
+            "report_dead",
+            BOOLEAN,
+            default=False,
+            help="Also POST a job that ends dead ({job_id, status: dead, error}) to the url, "
+            "with webhook-id <job id>.dead.",
+        ),
         Setting("token_url", URL, help="auth: oauth2: the token endpoint."),
         Setting("client_id", help="auth: oauth2: the client id."),
         Setting("scope", help="auth: oauth2: the scope to ask for."),
@@ -93,6 +101,38 @@ class HttpSink(Sink):
             client_secret=self._secrets["credential"],
             scope=self.config.get("scope", ""),
         )
+
+    def report_failure(self, delivery: Delivery, error: str) -> None:
+        """A dead job, told to the legacy system once: its own webhook-id (`<job id>.dead`) so
+        a receiver de-duplicates it apart from the result it will never get."""
+        if not self.config.get("report_dead"):
+            return
+        body = json.dumps(
+            {
+                "job_id": delivery.job_id,
+                "connector": delivery.connector,
+                "source_reference": delivery.source_reference,
+                "status": "dead",
+                "error": error,
+                "attempt": delivery.attempt,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        notice = replace(delivery, job_id=f"{delivery.job_id}.dead")
+        try:
+            response = self.client.post(
+                self.config["url"], content=body.encode(), headers=self.headers(notice, body)
+            )
+        except httpx.HTTPError as error:
+            raise http.transport_failure(error, what="callback", error_class=SinkError) from None
+        if response.status_code != 409:  # 409: the receiver already has it
+            http.classify_response(
+                response,
+                what="callback",
+                error_class=SinkError,
+                secrets=tuple(self._secrets.values()),
+            )
 
     def write(self, delivery: Delivery) -> WriteOutcome:
         url = self.config["url"]

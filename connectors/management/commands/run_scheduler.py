@@ -12,7 +12,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from connectors import chain_status, checkpoints, jobs, operations, review, review_schedule
+from connectors import (
+    budget_alerts,
+    chain_status,
+    checkpoints,
+    jobs,
+    operations,
+    review,
+    review_schedule,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +39,7 @@ class Command(BaseCommand):
         self.stdout.write(f"scheduler: reconciling every {interval:g}s")
         periodic = [
             (operations.send_alerts, 60.0),
+            (budget_alerts.send_alerts, 60.0),
             (operations.purge_payloads, float(settings.RETENTION_INTERVAL_SECONDS)),
             (operations.purge_webhook_receipts, 600.0),
             (chain_status.verify_and_store, float(settings.AUDIT_VERIFY_INTERVAL_SECONDS)),
