@@ -94,6 +94,7 @@ def export_provider(provider: Provider) -> dict:
         "timeout_seconds": provider.timeout_seconds,
         "max_concurrency": provider.max_concurrency,
         "requests_per_minute": provider.requests_per_minute,
+        "tokens_per_minute": provider.tokens_per_minute,
         "parameters": provider.parameters,
         "settings": provider.settings,
         **prices.exported(provider),
@@ -324,6 +325,10 @@ def _check_provider(item: dict, credentials: set, problems: _Problems, where: st
         problems.add(f"{where}.credential", f"no credential named {item['credential']!r}")
     for name, problem in prices.problems(item).items():
         problems.add(f"{where}.{name}", problem)
+    for name in ("requests_per_minute", "tokens_per_minute"):
+        value = item.get(name)
+        if value is not None and (type(value) is not int or value < 1):
+            problems.add(f"{where}.{name}", "must be a whole number of at least 1, or absent")
 
 
 def _check_rule(item: dict, problems: _Problems, where: str) -> None:
@@ -468,6 +473,7 @@ def _provider_values(item: dict) -> dict:
         "timeout_seconds": float(item.get("timeout_seconds", 60)),
         "max_concurrency": int(item.get("max_concurrency", 4)),
         "requests_per_minute": item.get("requests_per_minute"),
+        "tokens_per_minute": item.get("tokens_per_minute"),
         "parameters": item.get("parameters") or {},
         "settings": item.get("settings") or {},
         **prices.imported(item),

@@ -117,6 +117,13 @@ class Provider(models.Model):
         default=4, validators=[MinValueValidator(1), MaxValueValidator(256)]
     )
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The provider's tokens-per-minute limit, shared by every worker: a call "
+        "counts its worst case (prompt and max_tokens) and waits for the next minute when it "
+        "does not fit.",
+    )
     parameters = models.JSONField(default=dict, blank=True, help_text="Default request parameters.")
     settings = models.JSONField(
         default=dict,

@@ -314,14 +314,18 @@ def ask(runtime: Runtime, prompt: str) -> Answer:
 def complete(
     runtime: Runtime, prompt: str, *, only: ProviderModel | None = None
 ) -> tuple[Completion, ProviderModel]:
-    """One provider call, within that provider's requests-per-minute limit, and the provider
-    that answered: the connector's own, else the next fallback while the errors are retryable
-    (down, 429, 5xx, timeout). A permanent error stops at once; when all fail, the last error
-    is the job's. `only`: that provider, no fallback (the repair goes to who answered)."""
+    """One provider call, within that provider's requests- and tokens-per-minute limits, and the
+    provider that answered: the connector's own, else the next fallback while the errors are
+    retryable (down, 429, 5xx, timeout). A permanent error stops at once; when all fail, the
+    last error is the job's. `only`: that provider, no fallback (the repair goes to who
+    answered)."""
     chain = [c for c in runtime.providers if only is None or c.row.pk == only.pk]
     for candidate in chain:
         row = candidate.row
         ratelimit.wait_for_slot(f"provider:{row.name}", row.requests_per_minute)
+        if row.tokens_per_minute:
+            worst = budgets.worst_case_tokens(candidate.client, prompt, runtime.output_schema)
+            ratelimit.wait_for_tokens(f"provider:{row.name}", row.tokens_per_minute, worst)
         try:
             with (
                 candidate.slots,

@@ -1,6 +1,6 @@
-"""Requests-per-minute limits shared by every process on every host through Redis (a
-per-process limit would be multiplied by the number of workers): a provider's limit, which the
-workers wait for, and a connector's intake limit, which the API refuses past."""
+"""Requests- and tokens-per-minute limits shared by every process on every host through Redis
+(a per-process limit would be multiplied by the number of workers): a provider's limits, which
+the workers wait for, and a connector's intake limit, which the API refuses past."""
 
 import random
 import time
@@ -29,6 +29,38 @@ def take(name: str, per_minute: int | None, *, window: float = 60.0) -> float | 
     if count <= per_minute:
         return None
     return (slot + 1) * window - now
+
+
+def take_tokens(
+    name: str, per_minute: int | None, tokens: int, *, window: float = 60.0
+) -> float | None:
+    """Count `tokens` against a tokens-per-minute limit; return None if they fit in the current
+    window, else the seconds until the next one. Tokens that do not fit are given back, so that
+    a smaller call may still go; a call larger than the whole limit goes alone in its window."""
+    if not per_minute or tokens <= 0:
+        return None
+    now = time.time()
+    slot = int(now // window)
+    key = f"interlock:tpm:{name}:{slot}"
+    try:
+        redis = broker.get_redis()
+        count, _ = redis.pipeline().incrby(key, tokens).expire(key, int(window) + 1).execute()
+        if count <= per_minute or count == tokens:
+            return None
+        redis.decrby(key, tokens)
+    except RedisError:
+        return None
+    return (slot + 1) * window - now
+
+
+def wait_for_tokens(name: str, per_minute: int | None, tokens: int, *, window: float = 60.0):
+    """Block until `tokens` fit in the current window; return the seconds waited."""
+    waited = 0.0
+    while (pause := take_tokens(name, per_minute, tokens, window=window)) is not None:
+        pause += random.uniform(0, window / 20)
+        time.sleep(pause)
+        waited += pause
+    return waited
 
 
 def wait_for_slot(name: str, per_minute: int | None, *, window: float = 60.0) -> float:

@@ -49,6 +49,7 @@ class ProviderForm(forms.ModelForm):
             "timeout_seconds",
             "max_concurrency",
             "requests_per_minute",
+            "tokens_per_minute",
             "parameters",
             "settings",
             "price_per_1m_input",
