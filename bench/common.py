@@ -43,7 +43,7 @@ def prepare_environment() -> dict[str, str]:
 def make_demo_connector(
     slug: str, *, batch_size: int = 20, concurrency: int = 8, latency_ms: float = 0
 ):
-    from connectors.models import Connector, FieldMapping, Provider
+    from connectors.models import Provider
 
     provider, _ = Provider.objects.get_or_create(
         name=f"demo-{slug}",
@@ -53,6 +53,13 @@ def make_demo_connector(
             "parameters": {"latency_ms": latency_ms} if latency_ms else {},
         },
     )
+    return summarising_connector(slug, provider, batch_size)
+
+
+def summarising_connector(slug: str, provider, batch_size: int):
+    """The benchmarks' connector: one required input `text`, a one-line prompt."""
+    from connectors.models import Connector, FieldMapping
+
     connector = Connector.objects.create(
         name=slug,
         slug=slug,

@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from common import ROOT
+from common import ROOT, summarising_connector
 
 SECRET = "sk-bench-0123456789abcdef"
 
@@ -105,7 +105,7 @@ def start(name: str, latency_ms: float) -> KindServer:
 
 
 def make_connector(slug: str, server: KindServer, *, batch_size: int, concurrency: int):
-    from connectors.models import Connector, Credential, FieldMapping, Provider
+    from connectors.models import Credential, Provider
 
     credential = Credential(name=f"key-{slug}"[:100], kind=server.credential_kind)
     credential.set_value(server.credential_value)
@@ -120,18 +120,4 @@ def make_connector(slug: str, server: KindServer, *, batch_size: int, concurrenc
         max_concurrency=concurrency,
         timeout_seconds=30,
     )
-    connector = Connector.objects.create(
-        name=slug,
-        slug=slug,
-        provider=provider,
-        prompt_template="Summarise: {{ text }}",
-        batch_size=batch_size,
-    )
-    FieldMapping.objects.create(
-        connector=connector,
-        direction="input",
-        source_path="text",
-        target_name="text",
-        is_required=True,
-    )
-    return connector
+    return summarising_connector(slug, provider, batch_size)

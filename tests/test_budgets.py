@@ -14,8 +14,7 @@ from connectors import budget_alerts, budgets, jobs
 from connectors.models import AuditEvent, Budget, Job, JobAttempt, Provider
 from connectors.providers.base import Completion, ProviderConfig
 from connectors.providers.openai import OpenAIProvider
-from tests.conftest import post_records
-from tests.test_faults import stop, wait_for
+from tests.test_faults import send, stop, wait_for
 from tests.worker import drain, run_worker, start_worker_process
 
 NOON = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
@@ -173,12 +172,6 @@ def connector(make_connector, openai_provider, callback_server):
         sink_config={"url": callback_server.url},
         max_attempts=1,
     )
-
-
-def send(client, key, note: str) -> Job:
-    response = post_records(client, "invoices", {"note": note}, key=key)
-    assert response.status_code == 202, response.content
-    return Job.objects.get(id=response.json()["jobs"][0]["id"])
 
 
 @pytest.mark.django_db(transaction=True)

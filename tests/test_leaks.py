@@ -241,28 +241,11 @@ def test_no_provider_kind_lets_its_key_reach_a_job_log_page_export_or_message(
 ):
     """Each kind's server quotes the key it refused (a careless server does): the key is
     scrubbed from the error before anything stores, logs or shows it."""
-    from connectors.models import Provider
 
     caplog.set_level(logging.DEBUG)
     fake, server = fake_kind
     credential = request.getfixturevalue(fake.credential)
-    provider = Provider.objects.create(
-        name="ai",
-        kind=fake.kind,
-        base_url=server.base_url,
-        model=fake.model,
-        credential=credential,
-        settings=fake.settings,
-        timeout_seconds=5,
-    )
-    connector = make_connector(
-        "canary",
-        provider=provider,
-        inputs=[("ssn", "ssn", True)],
-        redaction=[("ssn", "mask")],
-        prompt="{{ ssn }}",
-        max_attempts=1,
-    )
+    connector = canary_connector(make_connector, fake, server, credential)
     server.script([("echo_key",), ("echo_key",)])
     client.post(
         "/api/v1/connectors/canary/records/",
@@ -274,7 +257,7 @@ def test_no_provider_kind_lets_its_key_reach_a_job_log_page_export_or_message(
     drain()
     tested = admin_client.post(
         reverse("admin:connectors_provider_changelist"),
-        {"action": "test_connection", "_selected_action": [str(provider.pk)]},
+        {"action": "test_connection", "_selected_action": [str(connector.provider.pk)]},
         follow=True,
     )
 
@@ -289,7 +272,7 @@ def test_no_provider_kind_lets_its_key_reach_a_job_log_page_export_or_message(
     assert_clean(tested.content.decode(), "the Test connection message")
     for page in (
         reverse("admin:connectors_provider_changelist"),
-        reverse("admin:connectors_provider_change", args=[provider.pk]),
+        reverse("admin:connectors_provider_change", args=[connector.provider.pk]),
         reverse("admin:connectors_job_change", args=[job.pk]),
         reverse("admin:connectors_job_lineage", args=[job.pk]),
     ):
@@ -311,30 +294,13 @@ def test_no_token_kind_lets_its_secret_or_token_reach_a_job_log_page_or_export(
     """Vertex AI and Entra ID: the stored secret (a service account's private key, a client
     secret) goes only to the token endpoint, and neither it nor the access token it buys is
     stored, logged or shown; a token endpoint quoting the secret is scrubbed."""
-    from connectors.models import Provider
 
     caplog.set_level(logging.DEBUG)
     fake, server = fake_kind
     credential = request.getfixturevalue(fake.credential)
     secret = credential.reveal()
     private = json.loads(secret)["private_key"] if secret.startswith("{") else secret
-    provider = Provider.objects.create(
-        name="ai",
-        kind=fake.kind,
-        base_url=server.base_url,
-        model=fake.model,
-        credential=credential,
-        settings=fake.settings,
-        timeout_seconds=5,
-    )
-    connector = make_connector(
-        "canary",
-        provider=provider,
-        inputs=[("ssn", "ssn", True)],
-        redaction=[("ssn", "mask")],
-        prompt="{{ ssn }}",
-        max_attempts=1,
-    )
+    connector = canary_connector(make_connector, fake, server, credential)
     post = {
         "data": json.dumps({"ssn": CANARY_SSN}),
         "content_type": "application/json",
@@ -361,7 +327,7 @@ def test_no_token_kind_lets_its_secret_or_token_reach_a_job_log_page_or_export(
     pages = [
         admin_client.get(page).content.decode()
         for page in (
-            reverse("admin:connectors_provider_change", args=[provider.pk]),
+            reverse("admin:connectors_provider_change", args=[connector.provider.pk]),
             reverse("admin:connectors_job_change", args=[refused.pk]),
             reverse("admin:connectors_credential_change", args=[credential.pk]),
         )
@@ -372,3 +338,26 @@ def test_no_token_kind_lets_its_secret_or_token_reach_a_job_log_page_or_export(
         for leak in leaks:
             assert leak not in text
         assert_clean(text, "a job, log, page or export")
+
+
+def canary_connector(make_connector, fake, server, credential):
+    """A connector whose provider is `fake`'s test server and whose prompt is the canary SSN."""
+    from connectors.models import Provider
+
+    provider = Provider.objects.create(
+        name="ai",
+        kind=fake.kind,
+        base_url=server.base_url,
+        model=fake.model,
+        credential=credential,
+        settings=fake.settings,
+        timeout_seconds=5,
+    )
+    return make_connector(
+        "canary",
+        provider=provider,
+        inputs=[("ssn", "ssn", True)],
+        redaction=[("ssn", "mask")],
+        prompt="{{ ssn }}",
+        max_attempts=1,
+    )
