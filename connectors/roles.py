@@ -38,6 +38,13 @@ ROLES = {
     },
 }
 
+# The names single sign-on's OIDC_ROLE_MAP grants the roles by.
+ROLE_KEYS = {
+    "integration_admin": "Integration admin",
+    "compliance_officer": "Compliance officer",
+    "reviewer": "Reviewer",
+}
+
 
 def ensure_groups(**kwargs) -> None:
     """post_migrate: create the groups and set exactly their permissions."""

@@ -214,6 +214,64 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Single sign-on (OpenID Connect, connectors/sso.py): on when OIDC_ISSUER is set; local accounts
+# keep working beside it. Endpoints come from the issuer's discovery document unless set here.
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="").rstrip("/")
+OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="single sign-on")
+OIDC_RP_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_CLIENT_SECRET", default="")
+OIDC_RP_SCOPES = env.str("OIDC_SCOPES", default="openid email profile")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_SIGN_ALGORITHM", default="RS256")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("OIDC_AUTHORIZATION_ENDPOINT", default="")
+OIDC_OP_TOKEN_ENDPOINT = env.str("OIDC_TOKEN_ENDPOINT", default="")
+OIDC_OP_USER_ENDPOINT = env.str("OIDC_USERINFO_ENDPOINT", default="")
+OIDC_OP_JWKS_ENDPOINT = env.str("OIDC_JWKS_ENDPOINT", default="")
+OIDC_USERNAME_CLAIM = env.str("OIDC_USERNAME_CLAIM", default="preferred_username")
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")
+OIDC_TIMEOUT = envfloat("OIDC_TIMEOUT_SECONDS", default=10.0, above=0)
+OIDC_USE_PKCE = True
+OIDC_STORE_ID_TOKEN = False
+OIDC_AUTHENTICATION_CALLBACK_URL = "sso:callback"
+LOGIN_REDIRECT_URL = "/admin/"
+
+
+def _role_map(raw: str) -> dict[str, list[str]]:
+    """OIDC_ROLE_MAP: `group=role` pairs, comma-separated; a group may grant several roles."""
+    from connectors.roles import ROLE_KEYS
+
+    mapping: dict[str, list[str]] = {}
+    for pair in filter(None, (part.strip() for part in raw.split(","))):
+        group, equals, role = pair.rpartition("=")
+        group, role = group.strip(), role.strip()
+        if not equals or not group or role not in ROLE_KEYS:
+            raise ImproperlyConfigured(
+                f"OIDC_ROLE_MAP: {pair!r} is not group=role with a role among "
+                f"{', '.join(ROLE_KEYS)} (e.g. interlock-admins=integration_admin)"
+            )
+        mapping.setdefault(group, []).append(role)
+    return mapping
+
+
+OIDC_ROLE_MAP = _role_map(env.str("OIDC_ROLE_MAP", default=""))
+if OIDC_ISSUER:
+    _missing = [
+        name
+        for name, value in [
+            ("OIDC_CLIENT_ID", OIDC_RP_CLIENT_ID),
+            ("OIDC_CLIENT_SECRET", OIDC_RP_CLIENT_SECRET),
+            ("OIDC_ROLE_MAP", OIDC_ROLE_MAP),
+        ]
+        if not value
+    ]
+    if _missing:
+        raise ImproperlyConfigured(
+            f"OIDC_ISSUER is set, so single sign-on needs {' and '.join(_missing)} too "
+            "(see the README, Single sign-on)"
+        )
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+if OIDC_ISSUER:
+    AUTHENTICATION_BACKENDS.append("connectors.sso.RoleMappingBackend")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 # Our own date formats (console/formats/): seconds and the time zone everywhere in the admin.

@@ -7,6 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("connectors.api.urls")),
     path("metrics", metrics_view, name="metrics"),
+    path("sso/", include("connectors.sso")),
 ]
 
 handler404 = "console.views.not_found"

@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures_review",
     "tests.fixtures_aws",
     "tests.fixtures_oauth",
+    "tests.fixtures_oidc",
 ]
 
 CANARY_SECRET = "sk-canary-7f3e9a1b2c4d5e6f"
