@@ -39,6 +39,7 @@ __all__ = [
     "Rule",
     "Span",
     "TokenReport",
+    "detector_choices",
     "find_spans",
     "redact",
     "restore",
@@ -46,7 +47,11 @@ __all__ = [
 ]
 
 ACTIONS = ("mask", "hash", "drop", "tokenize")
-SPECIAL_DETECTORS = ("regex", "field")
+# The rules that bring their own detector: what each finds, and an example of what it takes.
+SPECIAL_DETECTORS = {
+    "regex": ("your regular expression, in pattern", r"e.g. pattern PO-\d{6}"),
+    "field": ("a whole field of the record, by its path, in field name", "e.g. customer.notes"),
+}
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
 # What redaction itself writes: the prompt scan leaves it alone.
 REPLACEMENT = re.compile(
@@ -54,6 +59,16 @@ REPLACEMENT = re.compile(
 )
 # Invisible characters split a value so that no detector sees it (219<ZWSP>-09-9999).
 INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
+def detector_choices() -> list[tuple[str, list[tuple[str, str]]]]:
+    """The detectors as grouped choices, each labelled with what it finds and an example."""
+    built_in = [
+        (key, f"{key}: {detector.description} (e.g. {detector.example})")
+        for key, detector in DETECTORS.items()
+    ]
+    own = [(key, f"{key}: {what} ({hint})") for key, (what, hint) in SPECIAL_DETECTORS.items()]
+    return [("Built-in detectors", built_in), ("Your own", own)]
 
 
 @dataclass(frozen=True)

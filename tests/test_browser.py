@@ -94,7 +94,7 @@ def test_an_integration_admin_builds_a_connector_and_follows_a_record(
         if required:
             page.check(f"#id_mappings-{index}-is_required")
     page.click("#redaction_rules-group .add-row a")
-    page.fill("#id_redaction_rules-0-detector", "email")
+    page.select_option("#id_redaction_rules-0-detector", "email")
     page.select_option("#id_redaction_rules-0-action", "mask")
     page.click("input[name=_continue]")
     page.wait_for_selector("#preview-link")

@@ -14,6 +14,7 @@ from django.urls import path
 from connectors import audit, config, pipeline, polling, preview, prompts, validation
 from connectors.admin.base import AuditedModelAdmin, actor_for
 from connectors.models import ApiKey, Connector, FieldMapping, RedactionRule
+from connectors.redaction import detector_choices
 from connectors.sinks import SINKS
 from connectors.sources import SOURCES
 
@@ -44,6 +45,12 @@ class FieldMappingForm(forms.ModelForm):
 
 
 class RedactionRuleForm(forms.ModelForm):
+    detector = forms.ChoiceField(
+        choices=detector_choices,
+        widget=forms.Select(attrs={"class": "detector-choice", "style": "max-width: 26em"}),
+        help_text="What to look for; each choice says what it finds, with an example.",
+    )
+
     class Meta:
         model = RedactionRule
         fields = ["name", "detector", "pattern", "field_name", "action", "position", "is_enabled"]

@@ -53,6 +53,7 @@ class Detector:
     finder: str | Callable[[Scan], Iterable[Span]]  # "module:function", or the function
     description: str = ""
     uses_ner: bool = False
+    example: str = ""  # a text the detector finds something in, shown in the admin's choice list
 
     @property
     def find(self) -> Callable[[Scan], Iterable[Span]]:
@@ -63,35 +64,57 @@ DETECTORS: dict[str, Detector] = {
     "ssn": Detector(
         "connectors.detectors.national_ids:find_ssns",
         "US Social Security numbers (219-09-9999; a bare 9-digit number only after its label)",
+        example="SSN 219-09-9999",
     ),
     "national_id": Detector(
         "connectors.detectors.national_ids:find_national_ids",
         "national IDs with check digits: US SSN/ITIN, GB NINO, DE IdNr, FR NIR, ES DNI/NIE, "
         "IT codice fiscale, NL BSN (REDACTION_ID_COUNTRIES)",
+        example="NINO AB123456C",
     ),
     "credit_card": Detector(
-        "connectors.detectors.patterns:find_cards", "payment card numbers (Luhn)"
+        "connectors.detectors.patterns:find_cards",
+        "payment card numbers (Luhn)",
+        example="4111 1111 1111 1111",
     ),
-    "email": Detector("connectors.detectors.patterns:find_emails", "e-mail addresses"),
+    "email": Detector(
+        "connectors.detectors.patterns:find_emails",
+        "e-mail addresses",
+        example="ana.lopez@example.com",
+    ),
     "phone": Detector(
         "connectors.detectors.phones:find_phones",
         "phone numbers, validated by libphonenumber (REDACTION_PHONE_REGIONS)",
+        example="+44 20 7946 0958",
     ),
-    "iban": Detector("connectors.detectors.patterns:find_ibans", "IBANs (country format, mod 97)"),
-    "ipv4": Detector("connectors.detectors.network:find_ipv4", "IPv4 addresses"),
-    "ipv6": Detector("connectors.detectors.network:find_ipv6", "IPv6 addresses"),
+    "iban": Detector(
+        "connectors.detectors.patterns:find_ibans",
+        "IBANs (country format, mod 97)",
+        example="DE89 3704 0044 0532 0130 00",
+    ),
+    "ipv4": Detector(
+        "connectors.detectors.network:find_ipv4", "IPv4 addresses", example="192.168.10.24"
+    ),
+    "ipv6": Detector(
+        "connectors.detectors.network:find_ipv6",
+        "IPv6 addresses",
+        example="2001:db8::8a2e:370:7334",
+    ),
     "date_of_birth": Detector(
         "connectors.detectors.dates:find_dates_of_birth",
         "dates right after a birth cue (DOB, born, geb., né le, nato il, geboren)",
+        example="DOB: 12/03/1984",
     ),
     "person": Detector(
         "connectors.detectors.people:find_people",
         "person names (spaCy NER, salutations, honorifics, labels)",
+        example="Dear Mr. John Smith,",
         uses_ner=True,
     ),
     "address": Detector(
         "connectors.detectors.addresses:find_addresses",
         "postal addresses (streets with house numbers, postcodes with towns, spaCy NER)",
+        example="221B Baker Street, London NW1 6XE",
         uses_ner=True,
     ),
 }
