@@ -1,13 +1,16 @@
 """Example requests for a connector's page: one shell command per body type it accepts, with a
 record its input mappings accept, that works when pasted into a POSIX shell with the key in
-$INTERLOCK_KEY (the page never shows a key)."""
+$INTERLOCK_KEY (the page never shows a key). Right after a key is created, `ready_to_paste`
+turns the first one into a command that carries the new key, and signs the body with the new
+signing secret when the key has one."""
 
 import csv
 import io
 import itertools
 import json
 import shlex
-from dataclasses import dataclass
+import urllib.parse
+from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
 
 from connectors.api import soap, wsdl
@@ -33,6 +36,8 @@ class Example:
     title: str
     command: str
     note: str = ""
+    headers: list[str] = field(default_factory=list)  # curl -H options, besides the key
+    body: str = ""  # the exact body the command sends
 
 
 def for_connector(connector: Connector, url: str) -> list[Example]:
@@ -111,7 +116,7 @@ def binary(body: str) -> str:
 def json_example(connector, fmt: BodyFormat, record: dict, url: str) -> Example:
     body = json.dumps(record, ensure_ascii=False)
     headers = ["-H 'Content-Type: application/json'"]
-    return Example("json", TITLES["json"], command(url, headers, binary(body)))
+    return Example("json", TITLES["json"], command(url, headers, binary(body)), "", headers, body)
 
 
 def xml_record(name: str, record: dict) -> ET.Element:
@@ -129,7 +134,7 @@ def xml_example(connector, fmt: BodyFormat, record: dict, url: str) -> Example:
         root = xml_record("record", record)
     body = ET.tostring(root, encoding="unicode")
     headers = ["-H 'Content-Type: application/xml'"]
-    return Example("xml", TITLES["xml"], command(url, headers, binary(body)))
+    return Example("xml", TITLES["xml"], command(url, headers, binary(body)), "", headers, body)
 
 
 def soap_example(connector, fmt: BodyFormat, record: dict, url: str) -> Example:
@@ -147,7 +152,7 @@ def soap_example(connector, fmt: BodyFormat, record: dict, url: str) -> Example:
     headers = ["-H 'Content-Type: text/xml; charset=utf-8'", f"-H {shlex.quote(action)}"]
     wsdl_url = shlex.quote(url.partition("?")[0] + "?wsdl")
     note = f"WSDL: curl {AUTHORIZATION} {wsdl_url}"
-    return Example("soap", TITLES["soap"], command(url, headers, binary(body)), note)
+    return Example("soap", TITLES["soap"], command(url, headers, binary(body)), note, headers, body)
 
 
 def csv_example(connector, fmt: BodyFormat, record: dict, url: str) -> Example:
@@ -165,10 +170,42 @@ def csv_example(connector, fmt: BodyFormat, record: dict, url: str) -> Example:
     text = f"printf '%s\\n' {lines} |\n" + command(url, headers, "--data-binary @-")
     nested = any(not isinstance(value, str) for value in record.values())
     note = "CSV columns are flat: a nested input path matches no column." if nested else ""
-    return Example("csv", TITLES["csv"], text, note)
+    return Example("csv", TITLES["csv"], text, note, headers, out.getvalue())
 
 
 def form_example(connector, fmt: BodyFormat, record: dict, url: str) -> Example:
     pairs = form_pairs(record, "")
     fields = " ".join(f"--data-urlencode {shlex.quote(f'{name}={value}')}" for name, value in pairs)
-    return Example("form", TITLES["form"], command(url, [], fields))
+    body = urllib.parse.urlencode(pairs)
+    headers = ["-H 'Content-Type: application/x-www-form-urlencoded'"]
+    return Example("form", TITLES["form"], command(url, [], fields), "", headers, body)
+
+
+# Standard Webhooks: v1 is the base64 HMAC-SHA256, keyed by the secret after whsec_, of
+# "<webhook-id>.<webhook-timestamp>.<body>" (openssl, base64, od: in every POSIX base system).
+SIGN = [
+    'WEBHOOK_ID="msg_$(date +%s)_$$"',
+    'WEBHOOK_TIMESTAMP="$(date +%s)"',
+    'SECRET_HEX="$(printf \'%s\' "${INTERLOCK_SECRET#whsec_}" | base64 -d'
+    " | od -An -v -tx1 | tr -d ' \\n')\"",
+    'SIGNATURE="$(printf \'%s\' "$WEBHOOK_ID.$WEBHOOK_TIMESTAMP.$BODY"'
+    ' | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$SECRET_HEX" -binary | base64)"',
+]
+SIGNATURE_HEADERS = [
+    '-H "webhook-id: $WEBHOOK_ID"',
+    '-H "webhook-timestamp: $WEBHOOK_TIMESTAMP"',
+    '-H "webhook-signature: v1,$SIGNATURE"',
+]
+
+
+def ready_to_paste(connector: Connector, url: str, key: str, secret: str | None) -> Example:
+    """The connector's first example with the new key in it (and signed, with a secret)."""
+    example = for_connector(connector, url)[0]
+    lines = [f"export INTERLOCK_KEY={shlex.quote(key)}"]
+    if secret is None:
+        return Example(example.kind, example.title, "\n".join([*lines, example.command]))
+    lines += [f"export INTERLOCK_SECRET={shlex.quote(secret)}", f"BODY={shlex.quote(example.body)}"]
+    curl = command(
+        f"{url}?wait=10", [*example.headers, *SIGNATURE_HEADERS], '--data-binary "$BODY"'
+    )
+    return Example(example.kind, example.title, "\n".join([*lines, *SIGN, curl]))
