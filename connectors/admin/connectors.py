@@ -47,7 +47,7 @@ class FieldMappingForm(forms.ModelForm):
 class RedactionRuleForm(forms.ModelForm):
     detector = forms.ChoiceField(
         choices=detector_choices,
-        widget=forms.Select(attrs={"class": "detector-choice", "style": "max-width: 26em"}),
+        widget=forms.Select(attrs={"class": "detector-choice", "style": "max-width: 18em"}),
         help_text="What to look for; each choice says what it finds, with an example.",
     )
 
