@@ -215,6 +215,7 @@ class CallbackView(OIDCAuthenticationCallbackView):
             refuse(request, str(error))
         except SuspiciousOperation as error:
             # A state that this browser did not start, a nonce or signature that does not match.
+            logger.warning("OIDC sign-in refused: %s", error)
             refuse(request, f"The sign-in answer was refused: {error}")
         except (requests.RequestException, jwt.PyJWTError, ValueError, KeyError) as error:
             logger.warning("OIDC sign-in failed: %s", type(error).__name__)
@@ -222,10 +223,9 @@ class CallbackView(OIDCAuthenticationCallbackView):
         return self.login_failure()
 
     def login_failure(self):
-        if self.request.GET.get("error") and not hasattr(self.request, "sso_refusal"):
+        if not hasattr(self.request, "sso_refusal"):  # the provider said no, or nothing started
             refuse(self.request, f"{settings.OIDC_PROVIDER_NAME} did not sign you in.")
-        message = getattr(self.request, "sso_refusal", "Single sign-on did not complete.")
-        messages.error(self.request, message)
+        messages.error(self.request, self.request.sso_refusal)
         return HttpResponseRedirect(reverse("admin:login"))
 
 

@@ -189,3 +189,11 @@ def test_a_bad_single_sign_on_setting_stops_startup_naming_it(tmp_path, variable
     result = load_settings(tmp_path, OIDC_CLIENT_SECRET="", **variables)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_a_callback_no_sign_in_started_or_the_provider_refused_is_audited(client, oidc_provider):
+    for query in ["?code=abc&state=never-started", "?error=access_denied&state=x"]:
+        response = client.get(f"/sso/callback/{query}")
+        assert response.status_code == 302 and response["Location"] == "/admin/login/"
+        assert shown_messages(response)[-1] == "Test IdP did not sign you in."
+    assert AuditEvent.objects.filter(action="auth.sso_refused").count() == 2
