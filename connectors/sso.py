@@ -217,7 +217,14 @@ class CallbackView(OIDCAuthenticationCallbackView):
             # A state that this browser did not start, a nonce or signature that does not match.
             logger.warning("OIDC sign-in refused: %s", error)
             refuse(request, f"The sign-in answer was refused: {error}")
-        except (requests.RequestException, jwt.PyJWTError, ValueError, KeyError) as error:
+        except (
+            requests.RequestException,
+            jwt.PyJWTError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,  # an answer of the wrong shape ([] where an object belongs)
+        ) as error:
             logger.warning("OIDC sign-in failed: %s", type(error).__name__)
             refuse(request, f"{settings.OIDC_PROVIDER_NAME} sent an answer we cannot use.")
         return self.login_failure()

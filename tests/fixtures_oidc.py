@@ -32,6 +32,7 @@ class OIDCProvider(_Server):
         self.token_requests: list[dict] = []
         self.nonce_override: str | None = None  # an ID token for another sign-in
         self.echo_token_errors = False  # refuse every code, quoting the request (secret too)
+        self.token_answer = None  # answer this instead of tokens
 
     def handle(self, handler, raw: bytes | None) -> None:
         url = urllib.parse.urlsplit(handler.path)
@@ -91,6 +92,8 @@ class OIDCProvider(_Server):
         self.token_requests.append(form)
         started = self.codes.pop(form.get("code", ""), None)
         problem = ""
+        if self.token_answer is not None:
+            return self.send(handler, 200, json.dumps(self.token_answer).encode())
         if self.echo_token_errors:
             return self.send(handler, 400, json.dumps({"error": "invalid_grant", **form}).encode())
         if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:

@@ -197,3 +197,15 @@ def test_a_callback_no_sign_in_started_or_the_provider_refused_is_audited(client
         assert response.status_code == 302 and response["Location"] == "/admin/login/"
         assert shown_messages(response)[-1] == "Test IdP did not sign you in."
     assert AuditEvent.objects.filter(action="auth.sso_refused").count() == 2
+
+
+@pytest.mark.parametrize("answer", [[], {"id_token": "not.a.jwt"}, {"id_token": 12}])
+def test_a_token_answer_of_the_wrong_shape_is_a_message_not_an_error(client, oidc_provider, answer):
+    oidc_provider.token_answer = answer
+    response = sign_in(client, oidc_provider)
+    assert response.status_code == 302 and response["Location"] == "/admin/login/"
+    assert shown_messages(response)[-1] in (
+        "Test IdP sent an answer we cannot use.",
+        "The sign-in answer was refused: JWS token verification failed.",
+    )
+    assert "_auth_user_id" not in client.session
