@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from connectors import audit, config, pipeline, polling, preview, prompts, validation
+from connectors.admin import kind_forms
 from connectors.admin.base import AuditedModelAdmin, actor_for
 from connectors.models import ApiKey, Connector, FieldMapping, RedactionRule
 from connectors.sinks import SINKS
@@ -134,7 +135,34 @@ class RedactionRuleInline(admin.TabularInline):
     extra = 0
 
 
+KIND_GROUPS = [
+    kind_forms.KindGroup(
+        role="source",
+        kind_field="source_kind",
+        config_field="source_config",
+        kinds=tuple(SOURCES.kinds()),
+        settings_of=lambda kind: SOURCES.get(kind).settings,
+        after="Source",
+        title="Source settings",
+        tools_of=lambda kind: SOURCES.get(kind).form_tools_template,
+    ),
+    kind_forms.KindGroup(
+        role="sink",
+        kind_field="sink_kind",
+        config_field="sink_config",
+        kinds=tuple(SINKS.kinds()),
+        settings_of=lambda kind: SINKS.get(kind).settings,
+        after="Write-back",
+        title="Write-back settings",
+        tools_of=lambda kind: SINKS.get(kind).form_tools_template,
+    ),
+]
+
+
 class ConnectorForm(forms.ModelForm):
+    source_config_raw = kind_forms.raw_switch_field()
+    sink_config_raw = kind_forms.raw_switch_field()
+
     class Meta:
         model = Connector
         fields = [
@@ -175,9 +203,17 @@ class ConnectorForm(forms.ModelForm):
         for name in self.KEPT_WHEN_ABSENT:
             if name in self.fields:  # a read-only page has no fields
                 self.fields[name].required = False
+        for group in KIND_GROUPS:
+            kind_forms.add_fields(self, group)
+
+    def kind_panels(self) -> list:
+        """(group, its kinds' panels) for the page, each after the fieldset it follows."""
+        return [(group, kind_forms.panels(self, group)) for group in KIND_GROUPS]
 
     def clean(self):
         cleaned = super().clean()
+        for group in KIND_GROUPS:
+            kind_forms.pack(self, group)
         source_kind, source_config = cleaned.get("source_kind", ""), cleaned.get("source_config")
         sink_kind, sink_config = cleaned.get("sink_kind", ""), cleaned.get("sink_config")
         source_config = {} if source_config is None else source_config
@@ -210,7 +246,7 @@ class ConnectorForm(forms.ModelForm):
             try:
                 check()
             except ValidationError as error:
-                add_errors(self, error)
+                kind_forms.add_errors(self, KIND_GROUPS, error)
         if cleaned.get("output_format") == "json" and not cleaned.get("output_schema"):
             self.add_error("output_schema", "A JSON output needs a JSON Schema to validate it.")
         return cleaned
@@ -246,7 +282,11 @@ class ConnectorAdmin(AuditedModelAdmin):
         (None, {"fields": ["name", "slug", "is_enabled"]}),
         (
             "Source",
-            {"fields": ["source_kind", "source_config", "source_reference_field", "batch_size"]},
+            {"fields": ["source_kind", "source_reference_field", "batch_size"]},
+        ),
+        (
+            "Advanced: source settings as raw JSON",
+            {"fields": ["source_config", "source_config_raw"], "classes": ["collapse"]},
         ),
         (
             "AI",
@@ -274,7 +314,11 @@ class ConnectorAdmin(AuditedModelAdmin):
                 ]
             },
         ),
-        ("Write-back", {"fields": ["sink_kind", "sink_config"]}),
+        ("Write-back", {"fields": ["sink_kind"]}),
+        (
+            "Advanced: write-back settings as raw JSON",
+            {"fields": ["sink_config", "sink_config_raw"], "classes": ["collapse"]},
+        ),
         ("Retries and retention", {"fields": ["max_attempts", "retention_days"]}),
         ("Polling", {"fields": ["poll_interval_seconds"], "classes": ["collapse"]}),
     ]

@@ -35,12 +35,19 @@ class HttpSink(Sink):
             choices=("bearer", "basic", "header", "oauth2"),
             help="How the credential is sent.",
         ),
-        Setting("credential", CREDENTIAL, help="Token, user:password or OAuth2 client secret."),
+        Setting(
+            "credential",
+            CREDENTIAL,
+            help="Token, user:password or OAuth2 client secret.",
+            credential_kinds=("bearer", "basic", "api_key", "oauth2"),
+        ),
         Setting("header", help="auth: header: the header that carries the credential."),
         Setting(
             "signing_credential",
             CREDENTIAL,
-            help="Signs each delivery (Standard Webhooks) so the receiver can verify it.",
+            help="Signs each delivery (Standard Webhooks) so the receiver can verify it; "
+            "without it, deliveries are not signed.",
+            credential_kinds=("hmac_secret",),
         ),
         Setting(
             "timeout", NUMBER, default=30, minimum=1, maximum=300, help="Seconds per delivery."

@@ -27,7 +27,13 @@ class DbPollSource(Source):
     is_polled = True
     is_checked_on_save = True  # the admin refuses a table or column that does not exist
     settings = (
-        Setting("credential", CREDENTIAL, required=True, help="The database URL credential."),
+        Setting(
+            "credential",
+            CREDENTIAL,
+            required=True,
+            help="The database URL credential.",
+            credential_kinds=("database_url",),
+        ),
         Setting("table", required=True, help="The legacy table to poll."),
         Setting("key_column", required=True, help="Its primary key column."),
         Setting("status_column", required=True, help="The column that says pending/done."),
