@@ -57,6 +57,20 @@ class GuardedTransport(httpx.HTTPTransport):
             )
 
 
+def blocked_destination(url: str) -> str | None:
+    """Why a request to url would be refused (a private address not allowed), else None; a
+    host that does not resolve now is not reported (it may resolve where the worker runs)."""
+    parts = httpx.URL(url)
+    guard = GuardedTransport(list(settings.OUTBOUND_ALLOWED_NETWORKS))
+    try:
+        guard.check_destination(parts.host, parts.port or 443)
+    except BlockedDestination as error:
+        return str(error)
+    except httpx.ConnectError:
+        return None
+    return None
+
+
 def build_client(*, timeout: float, allowed_networks: list[str] | None = None) -> httpx.Client:
     if allowed_networks is None:
         allowed_networks = list(settings.OUTBOUND_ALLOWED_NETWORKS)

@@ -11,7 +11,16 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from connectors import audit, config, pipeline, polling, preview, prompts, validation
+from connectors import (
+    audit,
+    config,
+    pipeline,
+    polling,
+    preview,
+    prompts,
+    test_delivery,
+    validation,
+)
 from connectors.admin import kind_forms
 from connectors.admin.base import AuditedModelAdmin, actor_for
 from connectors.models import ApiKey, Connector, FieldMapping, RedactionRule
@@ -262,7 +271,7 @@ class ConnectorAdmin(AuditedModelAdmin):
         "is_enabled",
         "provider",
         "source_kind",
-        "sink_kind",
+        "sink",
         "jobs_succeeded",
         "jobs_dead",
     ]
@@ -333,6 +342,37 @@ class ConnectorAdmin(AuditedModelAdmin):
                 dead=Count("jobs", filter=Q(jobs__status="dead")),
             )
         )
+
+    @admin.display(description="sink", ordering="sink_kind")
+    def sink(self, obj) -> str:
+        if obj.sink_kind not in SINKS:
+            return obj.sink_kind
+        return SINKS.get(obj.sink_kind).describe(obj.sink_config or {})
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if obj.sink_kind in SINKS:
+            for warning in SINKS.get(obj.sink_kind).save_warnings(obj.sink_config or {}):
+                self.message_user(request, warning, messages.WARNING)
+
+    def test_delivery_view(self, request, object_id: int):
+        """Send a marked test result through the saved sink; the outcome is a message."""
+        connector = self.get_object(request, str(object_id))
+        if connector is None or not self.has_change_permission(request, connector):
+            raise PermissionDenied
+        if request.method != "POST":
+            return redirect("admin:connectors_connector_change", connector.pk)
+        is_delivered, answer = test_delivery.send(connector)
+        audit.record(
+            "connector.test_delivery",
+            actor_for(request),
+            connector,
+            connector=connector.slug,
+            changes={"delivered": is_delivered, "answer": answer},
+        )
+        level = messages.SUCCESS if is_delivered else messages.ERROR
+        self.message_user(request, f"Test delivery: {answer}", level)
+        return redirect("admin:connectors_connector_change", connector.pk)
 
     @admin.display(description="succeeded", ordering="succeeded")
     def jobs_succeeded(self, obj) -> int:
@@ -429,6 +469,11 @@ class ConnectorAdmin(AuditedModelAdmin):
                 "import/",
                 self.admin_site.admin_view(self.import_view),
                 name="connectors_connector_import",
+            ),
+            path(
+                "<int:object_id>/test-delivery/",
+                self.admin_site.admin_view(self.test_delivery_view),
+                name="connectors_connector_test_delivery",
             ),
             path(
                 "<int:object_id>/preview/",

@@ -27,6 +27,8 @@ SECRET_HEADER = re.compile(r"auth|key|token|secret|password|passwd|cookie|sessio
 class HttpSink(Sink):
     kind = "http"
     can_restore_tokens = True
+    can_send_test_delivery = True
+    form_tools_template = "admin/connectors/tools/test_delivery.html"
     settings = (
         Setting("url", URL, required=True, help="The legacy system's callback address."),
         Setting(
@@ -193,6 +195,22 @@ class HttpSink(Sink):
     probe = Delivery(
         job_id="connection-test", connector="", source_reference="", result={}, attempt=0
     )
+
+    @classmethod
+    def save_warnings(cls, config: dict) -> list[str]:
+        """A callback on a private network saves, then every delivery is refused: say so now."""
+        warnings = []
+        for name in ("url", "token_url"):
+            if config.get(name) and (reason := http.blocked_destination(config[name])):
+                warnings.append(
+                    f"{name}: {reason}. Deliveries will be refused: private address: allow it "
+                    "with OUTBOUND_ALLOWED_NETWORKS (e.g. 10.0.0.0/8) if it is intended."
+                )
+        return warnings
+
+    @classmethod
+    def describe(cls, config: dict) -> str:
+        return "HTTP callback, signed" if config.get("signing_credential") else "HTTP callback"
 
     @classmethod
     def check(cls, config: dict) -> None:
