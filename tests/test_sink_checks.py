@@ -36,7 +36,7 @@ def test_a_loopback_callback_saves_with_a_warning_naming_the_setting(
 
     assert response.status_code == 302
     assert Connector.objects.get().sink_config == {"url": "http://127.0.0.1:9/callback"}
-    [(level, message)] = [m for m in shown_messages(response) if m[0] == "warning"]
+    [(_, message)] = [m for m in shown_messages(response) if m[0] == "warning"]
     assert message.startswith("url: 127.0.0.1 resolves to 127.0.0.1, a private or reserved")
     assert "private address: allow it with OUTBOUND_ALLOWED_NETWORKS" in message
 
@@ -66,7 +66,7 @@ def test_a_test_delivery_goes_through_the_signed_sink(
     )
 
     assert response.status_code == 302
-    [(headers, raw, body)] = callback_server.received
+    [(headers, _, body)] = callback_server.received
     assert body["result"] == {
         "interlock_test": True,
         "message": "Interlock test delivery: not a job's result; safe to ignore.",
