@@ -1,6 +1,7 @@
 """The connector page: source, mapping, redaction, prompt, provider, output and sink together."""
 
 import json
+from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
@@ -21,7 +22,7 @@ from connectors import (
     test_delivery,
     validation,
 )
-from connectors.admin import kind_forms
+from connectors.admin import kind_forms, kind_tools
 from connectors.admin.base import AuditedModelAdmin, actor_for
 from connectors.models import ApiKey, Connector, FieldMapping, RedactionRule
 from connectors.sinks import SINKS
@@ -469,6 +470,16 @@ class ConnectorAdmin(AuditedModelAdmin):
                 "import/",
                 self.admin_site.admin_view(self.import_view),
                 name="connectors_connector_import",
+            ),
+            path(
+                "database-schema/",
+                self.admin_site.admin_view(partial(kind_tools.database_schema, self)),
+                name="connectors_connector_database_schema",
+            ),
+            path(
+                "folder-contents/",
+                self.admin_site.admin_view(partial(kind_tools.folder_contents, self)),
+                name="connectors_connector_folder_contents",
             ),
             path(
                 "<int:object_id>/test-delivery/",

@@ -26,6 +26,7 @@ class DbPollSource(Source):
     kind = "db_poll"
     is_polled = True
     is_checked_on_save = True  # the admin refuses a table or column that does not exist
+    form_tools_template = "admin/connectors/tools/db_schema.html"
     settings = (
         Setting(
             "credential",
