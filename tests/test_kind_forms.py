@@ -4,7 +4,7 @@ config, errors next to their field, secrets never shown."""
 import pytest
 from django.urls import reverse
 
-from connectors.models import Connector, Credential
+from connectors.models import Connector, Credential, Provider
 from tests.conftest import CANARY_SECRET
 from tests.test_admin import connector_form
 
@@ -158,3 +158,86 @@ def test_saving_the_form_unchanged_keeps_the_config(admin_client, make_connector
     assert response.status_code == 302, response.context["adminform"].form.errors
     connector.refresh_from_db()
     assert connector.sink_config == saved  # defaults stay implicit
+
+
+def provider_post(credential, **overrides) -> dict:
+    return {
+        "name": "claude",
+        "kind": "anthropic",
+        "base_url": "https://api.anthropic.com",
+        "model": "claude-sonnet-4-5",
+        "credential": str(credential.pk),
+        "timeout_seconds": "30",
+        "max_concurrency": "4",
+        "requests_per_minute": "",
+        "parameters": "{}",
+        "settings": "{}",
+        "price_per_1m_input": "0",
+        "price_per_1m_output": "0",
+        "currency": "USD",
+        "provider_settings_form": "1",
+        **overrides,
+    }
+
+
+def test_a_providers_own_settings_have_a_form_per_kind(admin_client, credential):
+    page = admin_client.get(reverse("admin:connectors_provider_add")).content.decode()
+    assert 'name="provider_anthropic__max_tokens"' in page
+    assert 'name="provider_azure_openai__auth"' in page
+
+    response = admin_client.post(
+        reverse("admin:connectors_provider_add"),
+        provider_post(credential, provider_anthropic__max_tokens="2048"),
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Provider.objects.get().settings == {"max_tokens": 2048}
+
+
+def test_a_providers_setting_error_stands_next_to_it(admin_client, credential):
+    response = admin_client.post(
+        reverse("admin:connectors_provider_add"),
+        provider_post(credential, provider_anthropic__max_tokens="999999"),
+    )
+
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["provider_anthropic__max_tokens"]
+    assert errors["provider_anthropic__max_tokens"] == [
+        "Ensure this value is less than or equal to 128000."
+    ]
+    assert not Provider.objects.exists()
+
+
+def test_a_prompt_typo_stands_next_to_the_prompt(admin_client, demo_provider):
+    response = admin_client.post(
+        reverse("admin:connectors_connector_add"),
+        form_post(demo_provider, prompt_template="Classify {{ txet }}"),
+    )
+
+    errors = response.context["adminform"].form.errors
+    assert errors["prompt_template"] == [
+        "The prompt uses txet, which no input mapping provides (input fields: text)."
+    ]
+    assert not Connector.objects.exists()
+
+
+def test_a_deleted_input_mapping_does_not_count_for_the_prompt(admin_client, demo_provider):
+    response = admin_client.post(
+        reverse("admin:connectors_connector_add"),
+        form_post(
+            demo_provider,
+            prompt_template="Classify {{ text }}",
+            **{
+                "mappings-TOTAL_FORMS": "2",
+                "mappings-1-direction": "input",
+                "mappings-1-source_path": "note",
+                "mappings-1-target_name": "note",
+                "mappings-1-position": "1",
+                "mappings-0-DELETE": "on",
+            },
+        ),
+    )
+
+    assert response.context["adminform"].form.errors["prompt_template"] == [
+        "The prompt uses text, which no input mapping provides (input fields: note)."
+    ]

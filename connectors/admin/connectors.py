@@ -83,16 +83,44 @@ def kept_forms(formset) -> list:
     ]
 
 
+def posted_input_names(data) -> set[str]:
+    """The input mappings' names as posted with the connector form (the inline's rows, those
+    marked for deletion aside), so that the prompt's check can stand next to the prompt."""
+    try:
+        total = min(int(data.get("mappings-TOTAL_FORMS", "0")), 1000)
+    except ValueError:
+        return set()
+    rows = [f"mappings-{index}-" for index in range(total)]
+    return {
+        data.get(f"{row}target_name", "").strip()
+        for row in rows
+        if data.get(f"{row}direction") == FieldMapping.Direction.INPUT
+        and not data.get(f"{row}DELETE")
+    } - {""}
+
+
+def check_prompt_inputs(template: str, inputs: set[str]) -> None:
+    """Every variable the prompt reads must be an input field (a typo sends blanks)."""
+    if not inputs or not template:
+        return
+    try:
+        used = prompts.template_variables(template)
+    except Exception:  # check_prompt reports a template that does not compile
+        return
+    unknown = sorted(used - inputs)
+    if unknown:
+        raise ValidationError(
+            {
+                "prompt_template": f"The prompt uses {', '.join(unknown)}, which no input "
+                f"mapping provides (input fields: {', '.join(sorted(inputs))})."
+            }
+        )
+
+
 class FieldMappingFormSet(forms.BaseInlineFormSet):
     def clean(self):
-        """Every variable the prompt reads must be an input field (a typo sends blanks)."""
         super().clean()
         connector = self.instance
-        inputs = {
-            form.cleaned_data["target_name"]
-            for form in kept_forms(self)
-            if form.cleaned_data.get("direction") == FieldMapping.Direction.INPUT
-        }
         outputs = {
             form.cleaned_data["target_name"]
             for form in kept_forms(self)
@@ -101,18 +129,6 @@ class FieldMappingFormSet(forms.BaseInlineFormSet):
         validation.check_writable_columns(
             connector.sink_kind, connector.sink_config, connector.source_config, outputs
         )
-        if not inputs or not connector.prompt_template:
-            return
-        try:
-            used = prompts.template_variables(connector.prompt_template)
-        except Exception:  # the connector form reports a template that does not compile
-            return
-        unknown = sorted(used - inputs)
-        if unknown:
-            raise ValidationError(
-                f"The prompt uses {', '.join(unknown)}, which no input mapping provides "
-                f"(input fields: {', '.join(sorted(inputs))})."
-            )
 
 
 class RedactionRuleFormSet(forms.BaseInlineFormSet):
@@ -239,6 +255,9 @@ class ConnectorForm(forms.ModelForm):
             ),
             lambda: validation.check_source_on_save(source_kind, source_config),
             lambda: validation.check_prompt(cleaned.get("prompt_template", "")),
+            lambda: check_prompt_inputs(
+                cleaned.get("prompt_template", ""), posted_input_names(self.data)
+            ),
             lambda: validation.check_output(
                 cleaned.get("output_format", ""), cleaned.get("output_schema")
             ),
