@@ -37,8 +37,11 @@ def test_a_loopback_callback_saves_with_a_warning_naming_the_setting(
     assert response.status_code == 302
     assert Connector.objects.get().sink_config == {"url": "http://127.0.0.1:9/callback"}
     [(_, message)] = [m for m in shown_messages(response) if m[0] == "warning"]
-    assert message.startswith("url: 127.0.0.1 resolves to 127.0.0.1, a private or reserved")
-    assert "private address: allow it with OUTBOUND_ALLOWED_NETWORKS" in message
+    assert message == (
+        "Private address: url 127.0.0.1 resolves to 127.0.0.1, so every delivery will be "
+        "refused when jobs run. Allow it with OUTBOUND_ALLOWED_NETWORKS (e.g. 127.0.0.1/32) "
+        "if it is intended."
+    )
 
 
 def test_an_allowed_network_saves_without_a_warning(admin_client, demo_provider, settings):

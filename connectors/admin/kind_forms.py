@@ -75,6 +75,15 @@ class TextListField(forms.CharField):
         return [line for line in lines if line] or None
 
 
+class MappingField(forms.JSONField):
+    """A JSON object; an unset one shows empty, not `null`."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 40})
+
+    def prepare_value(self, value):
+        return "" if value is None else super().prepare_value(value)
+
+
 class NumberField(forms.FloatField):
     def to_python(self, value):
         number = super().to_python(value)
@@ -122,10 +131,9 @@ def field_for(setting: Setting, current) -> forms.Field:
     if setting.type == TEXT_LIST:
         return TextListField(**options)
     if setting.type == MAPPING:
-        return forms.JSONField(widget=forms.Textarea(attrs={"rows": 3, "cols": 40}), **options)
-    widget = forms.URLInput if setting.type == URL else forms.TextInput
-    placeholder = "" if setting.default is None else str(setting.default)
-    return forms.CharField(widget=widget(attrs={"placeholder": placeholder}), **options)
+        return MappingField(**options)
+    widget, css = (forms.URLInput, "vURLField") if setting.type == URL else (forms.TextInput, "")
+    return forms.CharField(widget=widget(attrs={"class": css or "vTextField"}), **options)
 
 
 def initial_for(setting: Setting, value):
@@ -147,6 +155,8 @@ def add_fields(form: forms.BaseForm, group: KindGroup) -> None:
             field = field_for(setting, current)
             field.initial = initial_for(setting, current)
             field.is_required_setting = setting.required
+            if setting.default is not None and isinstance(field.widget, forms.widgets.Input):
+                field.widget.attrs["placeholder"] = str(setting.default)  # what empty means
             form.fields[group.field_name(kind, setting.name)] = field
 
 

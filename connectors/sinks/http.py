@@ -201,10 +201,13 @@ class HttpSink(Sink):
         """A callback on a private network saves, then every delivery is refused: say so now."""
         warnings = []
         for name in ("url", "token_url"):
-            if config.get(name) and (reason := http.blocked_destination(config[name])):
+            address = config.get(name) and http.blocked_address(config[name])
+            if address:
+                network = f"{address}/{128 if ':' in address else 32}"
                 warnings.append(
-                    f"{name}: {reason}. Deliveries will be refused: private address: allow it "
-                    "with OUTBOUND_ALLOWED_NETWORKS (e.g. 10.0.0.0/8) if it is intended."
+                    f"Private address: {name} {httpx.URL(config[name]).host} resolves to "
+                    f"{address}, so every delivery will be refused when jobs run. Allow it with "
+                    f"OUTBOUND_ALLOWED_NETWORKS (e.g. {network}) if it is intended."
                 )
         return warnings
 
