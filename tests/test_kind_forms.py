@@ -241,3 +241,29 @@ def test_a_deleted_input_mapping_does_not_count_for_the_prompt(admin_client, dem
     assert response.context["adminform"].form.errors["prompt_template"] == [
         "The prompt uses text, which no input mapping provides (input fields: note)."
     ]
+
+
+def test_an_error_naming_no_setting_heads_the_kinds_form(admin_client, demo_provider, tmp_path):
+    legacy = f"sqlite:///{tmp_path / 'legacy.sqlite3'}"
+    credential = make_credential("legacy-db", "database_url")
+    credential.set_value(legacy)
+    credential.save()
+    response = admin_client.post(
+        reverse("admin:connectors_connector_add"),
+        form_post(
+            demo_provider,
+            source_kind="db_poll",
+            source_db_poll__credential="legacy-db",
+            source_db_poll__table="tasks",
+            source_db_poll__key_column="id",
+            source_db_poll__status_column="ai_status",
+        ),
+    )
+
+    page = response.content.decode()
+    assert response.context["adminform"].form.errors["source_config"] == [
+        "the database has no table 'tasks'"
+    ]
+    panel = page.split('id="source-settings-errors"')[1]
+    assert panel.startswith("><li>the database has no table &#x27;tasks&#x27;</li>")
+    assert legacy not in page

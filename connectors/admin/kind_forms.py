@@ -209,18 +209,21 @@ class KindPanel:
     fields: list
     is_selected: bool
     tools_template: str
+    errors: list  # the config's errors that name no setting (a table the database lacks)
 
 
 def panels(form: forms.BaseForm, group: KindGroup) -> list[KindPanel]:
     if group.config_field not in form.fields:
         return []
     selected = form[group.kind_field].value()
+    errors = form.errors.get(group.config_field, []) if form.is_bound else []
     return [
         KindPanel(
             kind=kind,
             fields=[form[group.field_name(kind, s.name)] for s in group.settings_of(kind)],
             is_selected=kind == selected,
             tools_template=group.tools_of(kind),
+            errors=errors if kind == selected else [],
         )
         for kind in group.kinds
     ]
