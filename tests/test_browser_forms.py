@@ -94,7 +94,12 @@ def test_a_connector_of_every_source_kind_through_the_forms_alone(
 
     legacy = f"sqlite:///{tmp_path / 'legacy.sqlite3'}"
     table = create_tasks_table(legacy, 2)
-    add_credential("legacy-db", "database_url", legacy)
+    tab.goto(f"{live_server.url}/admin/connectors/credential/add/")  # the URL, typed once
+    tab.fill("#id_name", "legacy-db")
+    tab.select_option("#id_kind", "database_url")
+    tab.fill("#id_value", legacy)
+    tab.click("input[name=_save]")
+    tab.wait_for_selector(".messagelist .success")
     start_connector(tab, live_server, "Table intake", demo_provider, "db_poll")
     tab.select_option("#id_source_db_poll__credential", "legacy-db")
     tab.click("#db-connect")
