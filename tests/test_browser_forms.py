@@ -69,6 +69,16 @@ def test_a_connector_of_every_source_kind_through_the_forms_alone(
     }
     assert tab.input_value("#id_source_webhook__accepts") == "json\nxml"  # shown back
 
+    # The raw JSON stays reachable: typing in it ticks "Save the raw JSON"; its error shows.
+    tab.click("text=Advanced: source settings as raw JSON")
+    tab.fill("#id_source_config", '{"accepts": ["soap"], "colour": "red"}')
+    assert tab.is_checked("#id_source_config_raw")
+    tab.click("input[name=_continue]")
+    assert "unknown keys colour" in tab.inner_text(".field-source_config .errorlist")
+    assert tab.is_visible(".field-source_config .errorlist")  # its fieldset opened
+    tab.fill("#id_source_config", '{"accepts": ["soap"]}')
+    assert save(tab).source_config == {"accepts": ["soap"]}
+
     start_connector(tab, live_server, "Queue intake", demo_provider, "amqp")
     tab.fill("#id_source_amqp__queue", "invoices")
     tab.fill("#id_source_amqp__prefetch", "20")
