@@ -51,10 +51,26 @@ class GuardedTransport(httpx.HTTPTransport):
         for address in addresses:
             if is_public(address) or any(address in network for network in self.allowed):
                 continue
-            raise BlockedDestination(
+            blocked = BlockedDestination(
                 f"{host} resolves to {address}, a private or reserved address; "
                 "allow it in OUTBOUND_ALLOWED_NETWORKS if this destination is intended"
             )
+            blocked.address = str(address)
+            raise blocked
+
+
+def blocked_address(url: str) -> str | None:
+    """The private or reserved address a request to url would be refused for, else None; a
+    host that does not resolve now is not reported (it may resolve where the worker runs)."""
+    parts = httpx.URL(url)
+    guard = GuardedTransport(list(settings.OUTBOUND_ALLOWED_NETWORKS))
+    try:
+        guard.check_destination(parts.host, parts.port or 443)
+    except BlockedDestination as error:
+        return error.address
+    except httpx.ConnectError:
+        return None
+    return None
 
 
 def build_client(*, timeout: float, allowed_networks: list[str] | None = None) -> httpx.Client:

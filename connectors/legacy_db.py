@@ -60,6 +60,19 @@ def reflect(engine: sa.Engine, table_name: str, columns: list[str]) -> sa.Table:
     return table
 
 
+MAX_LISTED = 500  # names shown in the admin's dropdowns
+
+
+def table_names(engine: sa.Engine) -> list[str]:
+    """The database's tables, sorted, at most MAX_LISTED (for the admin's dropdowns)."""
+    return sorted(sa.inspect(engine).get_table_names())[:MAX_LISTED]
+
+
+def column_names(engine: sa.Engine, table_name: str) -> list[str]:
+    """The table's columns in their order; ValueError when there is no such table."""
+    return list(reflect(engine, table_name, []).c.keys())[:MAX_LISTED]
+
+
 def supports_skip_locked(engine: sa.Engine) -> bool:
     return engine.dialect.name in SKIP_LOCKED_DIALECTS
 

@@ -37,6 +37,7 @@ class Setting:
     choices: tuple = ()
     minimum: float | None = None
     maximum: float | None = None
+    credential_kinds: tuple[str, ...] = ()  # CREDENTIAL: the Credential kinds that fit it
 
     @property
     def is_credential(self) -> bool:
@@ -98,6 +99,8 @@ class Plugin:
 
     kind: ClassVar[str] = ""
     settings: ClassVar[tuple[Setting, ...]] = ()
+    # A template with the kind's own tools on its admin form (list tables, send a test).
+    form_tools_template: ClassVar[str] = ""
 
     @classmethod
     def validate_config(cls, config: dict) -> dict:

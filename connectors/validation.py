@@ -13,6 +13,8 @@ from connectors.providers import PROVIDERS
 from connectors.sinks import SINKS
 from connectors.sources import SOURCES
 
+SETTING_CODE = "setting:"
+
 
 def check_source(kind: str, config: dict) -> dict:
     return _check_plugin(SOURCES, kind, config, "source_config")
@@ -27,8 +29,16 @@ def _check_plugin(registry, kind: str, config, field: str) -> dict:
         raise ValidationError({field: f"unknown {registry.what} kind {kind!r}"})
     try:
         return registry.get(kind).validate_config(config)
+    except SettingError as error:
+        raise setting_error(field, error.setting, str(error)) from None
     except ValueError as error:
         raise ValidationError({field: str(error)}) from None
+
+
+def setting_error(field: str, setting: str, message: str) -> ValidationError:
+    """An error on a config field whose code names the setting at fault, so a form per kind
+    can show it beside that setting (connectors.admin.kind_forms)."""
+    return ValidationError({field: ValidationError(message, code=f"{SETTING_CODE}{setting}")})
 
 
 def check_provider(kind: str, base_url: str, model: str, parameters, settings=None) -> None:
@@ -42,8 +52,9 @@ def check_provider(kind: str, base_url: str, model: str, parameters, settings=No
         provider.validate_provider(base_url, model, parameters, own_settings)
     except SettingError as error:
         own = {setting.name for setting in provider.kind_settings()}
-        field = "settings" if error.setting in own else error.setting
-        raise ValidationError({field: error.message}) from None
+        if error.setting in own:
+            raise setting_error("settings", error.setting, error.message) from None
+        raise ValidationError({error.setting: error.message}) from None
 
 
 def check_credentials_exist(
@@ -55,7 +66,7 @@ def check_credentials_exist(
     missing = credentials.missing(registry.get(kind), config, known)
     if missing:
         key, name = next(iter(missing.items()))
-        raise ValidationError({field: f"{key}: no credential named {name!r}"})
+        raise setting_error(field, key, f"{key}: no credential named {name!r}")
 
 
 def check_source_on_save(kind: str, config: dict) -> None:

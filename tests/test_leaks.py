@@ -154,11 +154,18 @@ def test_canaries_never_reach_admin_pages(admin_client, processed_job):
         reverse("admin:connectors_provider_changelist"),
         reverse("admin:connectors_auditevent_changelist"),
         reverse("admin:connectors_connector_changelist"),
+        reverse("admin:connectors_connector_change", args=[job.connector_id]),  # kind forms
+        reverse("admin:connectors_provider_change", args=[job.connector.provider_id]),
     ]
     for page in pages:
         response = admin_client.get(page)
         assert response.status_code == 200, page
         assert_clean(response.content.decode(), page)
+    tested = admin_client.post(
+        reverse("admin:connectors_connector_test_delivery", args=[job.connector_id]), follow=True
+    )
+    assert "Test delivery: delivered to" in tested.content.decode()
+    assert_clean(tested.content.decode(), "the test delivery's answer")
 
 
 def test_canaries_never_reach_exports(processed_job):

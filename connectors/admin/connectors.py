@@ -1,6 +1,7 @@
 """The connector page: source, mapping, redaction, prompt, provider, output and sink together."""
 
 import json
+from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
@@ -11,7 +12,17 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from connectors import audit, config, pipeline, polling, preview, prompts, validation
+from connectors import (
+    audit,
+    config,
+    pipeline,
+    polling,
+    preview,
+    prompts,
+    test_delivery,
+    validation,
+)
+from connectors.admin import kind_forms, kind_tools
 from connectors.admin.base import AuditedModelAdmin, actor_for
 from connectors.models import ApiKey, Connector, FieldMapping, RedactionRule
 from connectors.redaction import detector_choices
@@ -79,16 +90,44 @@ def kept_forms(formset) -> list:
     ]
 
 
+def posted_input_names(data) -> set[str]:
+    """The input mappings' names as posted with the connector form (the inline's rows, those
+    marked for deletion aside), so that the prompt's check can stand next to the prompt."""
+    try:
+        total = min(int(data.get("mappings-TOTAL_FORMS", "0")), 1000)
+    except ValueError:
+        return set()
+    rows = [f"mappings-{index}-" for index in range(total)]
+    return {
+        data.get(f"{row}target_name", "").strip()
+        for row in rows
+        if data.get(f"{row}direction") == FieldMapping.Direction.INPUT
+        and not data.get(f"{row}DELETE")
+    } - {""}
+
+
+def check_prompt_inputs(template: str, inputs: set[str]) -> None:
+    """Every variable the prompt reads must be an input field (a typo sends blanks)."""
+    if not inputs or not template:
+        return
+    try:
+        used = prompts.template_variables(template)
+    except Exception:  # check_prompt reports a template that does not compile
+        return
+    unknown = sorted(used - inputs)
+    if unknown:
+        raise ValidationError(
+            {
+                "prompt_template": f"The prompt uses {', '.join(unknown)}, which no input "
+                f"mapping provides (input fields: {', '.join(sorted(inputs))})."
+            }
+        )
+
+
 class FieldMappingFormSet(forms.BaseInlineFormSet):
     def clean(self):
-        """Every variable the prompt reads must be an input field (a typo sends blanks)."""
         super().clean()
         connector = self.instance
-        inputs = {
-            form.cleaned_data["target_name"]
-            for form in kept_forms(self)
-            if form.cleaned_data.get("direction") == FieldMapping.Direction.INPUT
-        }
         outputs = {
             form.cleaned_data["target_name"]
             for form in kept_forms(self)
@@ -97,18 +136,6 @@ class FieldMappingFormSet(forms.BaseInlineFormSet):
         validation.check_writable_columns(
             connector.sink_kind, connector.sink_config, connector.source_config, outputs
         )
-        if not inputs or not connector.prompt_template:
-            return
-        try:
-            used = prompts.template_variables(connector.prompt_template)
-        except Exception:  # the connector form reports a template that does not compile
-            return
-        unknown = sorted(used - inputs)
-        if unknown:
-            raise ValidationError(
-                f"The prompt uses {', '.join(unknown)}, which no input mapping provides "
-                f"(input fields: {', '.join(sorted(inputs))})."
-            )
 
 
 class RedactionRuleFormSet(forms.BaseInlineFormSet):
@@ -141,7 +168,34 @@ class RedactionRuleInline(admin.TabularInline):
     extra = 0
 
 
+KIND_GROUPS = [
+    kind_forms.KindGroup(
+        role="source",
+        kind_field="source_kind",
+        config_field="source_config",
+        kinds=tuple(SOURCES.kinds()),
+        settings_of=lambda kind: SOURCES.get(kind).settings,
+        after="Source",
+        title="Source settings",
+        tools_of=lambda kind: SOURCES.get(kind).form_tools_template,
+    ),
+    kind_forms.KindGroup(
+        role="sink",
+        kind_field="sink_kind",
+        config_field="sink_config",
+        kinds=tuple(SINKS.kinds()),
+        settings_of=lambda kind: SINKS.get(kind).settings,
+        after="Write-back",
+        title="Write-back settings",
+        tools_of=lambda kind: SINKS.get(kind).form_tools_template,
+    ),
+]
+
+
 class ConnectorForm(forms.ModelForm):
+    source_config_raw = kind_forms.raw_switch_field()
+    sink_config_raw = kind_forms.raw_switch_field()
+
     class Meta:
         model = Connector
         fields = [
@@ -182,9 +236,17 @@ class ConnectorForm(forms.ModelForm):
         for name in self.KEPT_WHEN_ABSENT:
             if name in self.fields:  # a read-only page has no fields
                 self.fields[name].required = False
+        for group in KIND_GROUPS:
+            kind_forms.add_fields(self, group)
+
+    def kind_panels(self) -> list:
+        """(group, its kinds' panels) for the page, each after the fieldset it follows."""
+        return [(group, kind_forms.panels(self, group)) for group in KIND_GROUPS]
 
     def clean(self):
         cleaned = super().clean()
+        for group in KIND_GROUPS:
+            kind_forms.pack(self, group)
         source_kind, source_config = cleaned.get("source_kind", ""), cleaned.get("source_config")
         sink_kind, sink_config = cleaned.get("sink_kind", ""), cleaned.get("sink_config")
         source_config = {} if source_config is None else source_config
@@ -200,6 +262,9 @@ class ConnectorForm(forms.ModelForm):
             ),
             lambda: validation.check_source_on_save(source_kind, source_config),
             lambda: validation.check_prompt(cleaned.get("prompt_template", "")),
+            lambda: check_prompt_inputs(
+                cleaned.get("prompt_template", ""), posted_input_names(self.data)
+            ),
             lambda: validation.check_output(
                 cleaned.get("output_format", ""), cleaned.get("output_schema")
             ),
@@ -217,7 +282,7 @@ class ConnectorForm(forms.ModelForm):
             try:
                 check()
             except ValidationError as error:
-                add_errors(self, error)
+                kind_forms.add_errors(self, KIND_GROUPS, error)
         if cleaned.get("output_format") == "json" and not cleaned.get("output_schema"):
             self.add_error("output_schema", "A JSON output needs a JSON Schema to validate it.")
         return cleaned
@@ -233,7 +298,7 @@ class ConnectorAdmin(AuditedModelAdmin):
         "is_enabled",
         "provider",
         "source_kind",
-        "sink_kind",
+        "sink",
         "jobs_succeeded",
         "jobs_dead",
     ]
@@ -253,7 +318,11 @@ class ConnectorAdmin(AuditedModelAdmin):
         (None, {"fields": ["name", "slug", "is_enabled"]}),
         (
             "Source",
-            {"fields": ["source_kind", "source_config", "source_reference_field", "batch_size"]},
+            {"fields": ["source_kind", "source_reference_field", "batch_size"]},
+        ),
+        (
+            "Advanced: source settings as raw JSON",
+            {"fields": ["source_config", "source_config_raw"], "classes": ["collapse"]},
         ),
         (
             "AI",
@@ -281,7 +350,11 @@ class ConnectorAdmin(AuditedModelAdmin):
                 ]
             },
         ),
-        ("Write-back", {"fields": ["sink_kind", "sink_config"]}),
+        ("Write-back", {"fields": ["sink_kind"]}),
+        (
+            "Advanced: write-back settings as raw JSON",
+            {"fields": ["sink_config", "sink_config_raw"], "classes": ["collapse"]},
+        ),
         ("Retries and retention", {"fields": ["max_attempts", "retention_days"]}),
         ("Polling", {"fields": ["poll_interval_seconds"], "classes": ["collapse"]}),
     ]
@@ -296,6 +369,37 @@ class ConnectorAdmin(AuditedModelAdmin):
                 dead=Count("jobs", filter=Q(jobs__status="dead")),
             )
         )
+
+    @admin.display(description="sink", ordering="sink_kind")
+    def sink(self, obj) -> str:
+        if obj.sink_kind not in SINKS:
+            return obj.sink_kind
+        return SINKS.get(obj.sink_kind).describe(obj.sink_config or {})
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if obj.sink_kind in SINKS:
+            for warning in SINKS.get(obj.sink_kind).save_warnings(obj.sink_config or {}):
+                self.message_user(request, warning, messages.WARNING)
+
+    def test_delivery_view(self, request, object_id: int):
+        """Send a marked test result through the saved sink; the outcome is a message."""
+        connector = self.get_object(request, str(object_id))
+        if connector is None or not self.has_change_permission(request, connector):
+            raise PermissionDenied
+        if request.method != "POST":
+            return redirect("admin:connectors_connector_change", connector.pk)
+        is_delivered, answer = test_delivery.send(connector)
+        audit.record(
+            "connector.test_delivery",
+            actor_for(request),
+            connector,
+            connector=connector.slug,
+            changes={"delivered": is_delivered, "answer": answer},
+        )
+        level = messages.SUCCESS if is_delivered else messages.ERROR
+        self.message_user(request, f"Test delivery: {answer}", level)
+        return redirect("admin:connectors_connector_change", connector.pk)
 
     @admin.display(description="succeeded", ordering="succeeded")
     def jobs_succeeded(self, obj) -> int:
@@ -392,6 +496,21 @@ class ConnectorAdmin(AuditedModelAdmin):
                 "import/",
                 self.admin_site.admin_view(self.import_view),
                 name="connectors_connector_import",
+            ),
+            path(
+                "database-schema/",
+                self.admin_site.admin_view(partial(kind_tools.database_schema, self)),
+                name="connectors_connector_database_schema",
+            ),
+            path(
+                "folder-contents/",
+                self.admin_site.admin_view(partial(kind_tools.folder_contents, self)),
+                name="connectors_connector_folder_contents",
+            ),
+            path(
+                "<int:object_id>/test-delivery/",
+                self.admin_site.admin_view(self.test_delivery_view),
+                name="connectors_connector_test_delivery",
             ),
             path(
                 "<int:object_id>/preview/",

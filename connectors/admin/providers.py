@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from connectors import prices, validation
+from connectors.admin import kind_forms
 from connectors.admin.base import AuditedModelAdmin
 from connectors.errors import PipelineError
 from connectors.models import Connector, Provider
@@ -30,7 +31,20 @@ def kind_settings_help() -> str:
     )
 
 
+KIND_GROUP = kind_forms.KindGroup(
+    role="provider",
+    kind_field="kind",
+    config_field="settings",
+    kinds=tuple(PROVIDERS.kinds()),
+    settings_of=lambda kind: PROVIDERS.get(kind).kind_settings(),
+    after=None,
+    title="The kind's own settings",
+    tools_of=lambda kind: PROVIDERS.get(kind).form_tools_template,
+)
+
+
 class ProviderForm(forms.ModelForm):
+    settings_raw = kind_forms.raw_switch_field()
     base_url = forms.URLField(
         assume_scheme="https",
         required=False,
@@ -62,6 +76,10 @@ class ProviderForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["settings"].help_text = kind_settings_help()
         self.fields["model"].help_text = "The model's name; for azure_openai, the deployment's."
+        kind_forms.add_fields(self, KIND_GROUP)
+
+    def kind_panels(self) -> list:
+        return [(KIND_GROUP, kind_forms.panels(self, KIND_GROUP))]
 
     def clean_currency(self):
         currency = self.cleaned_data["currency"].strip().upper()
@@ -71,6 +89,7 @@ class ProviderForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        kind_forms.pack(self, KIND_GROUP)
         try:
             validation.check_provider(
                 cleaned.get("kind", ""),
@@ -80,8 +99,7 @@ class ProviderForm(forms.ModelForm):
                 cleaned.get("settings") or {},
             )
         except ValidationError as error:
-            for field, messages_ in error.message_dict.items():
-                self.add_error(field if field in self.fields else None, messages_)
+            kind_forms.add_errors(self, [KIND_GROUP], error)
         kind = cleaned.get("kind", "")
         if (
             self.instance.pk
@@ -115,6 +133,41 @@ class ProviderAdmin(AuditedModelAdmin):
     list_display = ["name", "kind", "model", "base_url", "max_concurrency", "credential"]
     list_filter = ["kind"]
     search_fields = ["name", "model", "base_url"]
+    change_form_template = "admin/connectors/kind_change_form.html"
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "kind",
+                    "base_url",
+                    "model",
+                    "credential",
+                    "timeout_seconds",
+                    "max_concurrency",
+                    "requests_per_minute",
+                    "tokens_per_minute",
+                    "parameters",
+                ]
+            },
+        ),
+        (
+            "Advanced: the kind's own settings as raw JSON",
+            {"fields": ["settings", "settings_raw"], "classes": ["collapse"]},
+        ),
+        (
+            "Prices",
+            {
+                "fields": [
+                    "price_per_1m_input",
+                    "price_per_1m_output",
+                    "price_per_1m_cached_input",
+                    "currency",
+                ]
+            },
+        ),
+    ]
     actions = ["test_connection"]
 
     @admin.action(description="Test connection", permissions=["change"])

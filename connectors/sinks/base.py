@@ -15,6 +15,8 @@ class Sink(Plugin):
     can_restore_tokens: ClassVar[bool] = False
     # True when write_many is cheaper than several writes (one transaction for a burst).
     writes_in_batches: ClassVar[bool] = False
+    # True when a marked test result can be written without harm (the admin's test delivery).
+    can_send_test_delivery: ClassVar[bool] = False
 
     def __init__(
         self, config: dict, secrets: dict[str, str], *, client: httpx.Client | None = None
@@ -43,6 +45,16 @@ class Sink(Plugin):
     def effective_config(cls, sink_config: dict, source_config: dict) -> dict:
         """The config the sink runs with; a sink may inherit settings from its source."""
         return sink_config
+
+    @classmethod
+    def save_warnings(cls, config: dict) -> list[str]:
+        """What will go wrong when jobs run, though the config is valid (shown on save)."""
+        return []
+
+    @classmethod
+    def describe(cls, config: dict) -> str:
+        """A short description of this sink as configured (the connector list shows it)."""
+        return cls.kind
 
     @classmethod
     def check_outputs(cls, config: dict, outputs: set[str]) -> None:

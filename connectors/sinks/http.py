@@ -27,6 +27,8 @@ SECRET_HEADER = re.compile(r"auth|key|token|secret|password|passwd|cookie|sessio
 class HttpSink(Sink):
     kind = "http"
     can_restore_tokens = True
+    can_send_test_delivery = True
+    form_tools_template = "admin/connectors/tools/test_delivery.html"
     settings = (
         Setting("url", URL, required=True, help="The legacy system's callback address."),
         Setting(
@@ -35,12 +37,19 @@ class HttpSink(Sink):
             choices=("bearer", "basic", "header", "oauth2"),
             help="How the credential is sent.",
         ),
-        Setting("credential", CREDENTIAL, help="Token, user:password or OAuth2 client secret."),
+        Setting(
+            "credential",
+            CREDENTIAL,
+            help="Token, user:password or OAuth2 client secret.",
+            credential_kinds=("bearer", "basic", "api_key", "oauth2"),
+        ),
         Setting("header", help="auth: header: the header that carries the credential."),
         Setting(
             "signing_credential",
             CREDENTIAL,
-            help="Signs each delivery (Standard Webhooks) so the receiver can verify it.",
+            help="Signs each delivery (Standard Webhooks) so the receiver can verify it; "
+            "without it, deliveries are not signed.",
+            credential_kinds=("hmac_secret",),
         ),
         Setting(
             "timeout", NUMBER, default=30, minimum=1, maximum=300, help="Seconds per delivery."
@@ -186,6 +195,25 @@ class HttpSink(Sink):
     probe = Delivery(
         job_id="connection-test", connector="", source_reference="", result={}, attempt=0
     )
+
+    @classmethod
+    def save_warnings(cls, config: dict) -> list[str]:
+        """A callback on a private network saves, then every delivery is refused: say so now."""
+        warnings = []
+        for name in ("url", "token_url"):
+            address = config.get(name) and http.blocked_address(config[name])
+            if address:
+                network = f"{address}/{128 if ':' in address else 32}"
+                warnings.append(
+                    f"Private address: {name} {httpx.URL(config[name]).host} resolves to "
+                    f"{address}, so every delivery will be refused when jobs run. Allow it with "
+                    f"OUTBOUND_ALLOWED_NETWORKS (e.g. {network}) if it is intended."
+                )
+        return warnings
+
+    @classmethod
+    def describe(cls, config: dict) -> str:
+        return "HTTP callback, signed" if config.get("signing_credential") else "HTTP callback"
 
     @classmethod
     def check(cls, config: dict) -> None:

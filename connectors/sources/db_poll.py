@@ -26,8 +26,15 @@ class DbPollSource(Source):
     kind = "db_poll"
     is_polled = True
     is_checked_on_save = True  # the admin refuses a table or column that does not exist
+    form_tools_template = "admin/connectors/tools/db_schema.html"
     settings = (
-        Setting("credential", CREDENTIAL, required=True, help="The database URL credential."),
+        Setting(
+            "credential",
+            CREDENTIAL,
+            required=True,
+            help="The database URL credential.",
+            credential_kinds=("database_url",),
+        ),
         Setting("table", required=True, help="The legacy table to poll."),
         Setting("key_column", required=True, help="Its primary key column."),
         Setting("status_column", required=True, help="The column that says pending/done."),

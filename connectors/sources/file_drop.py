@@ -18,6 +18,7 @@ network shares, where file-system events do not arrive).
 """
 
 import csv
+import fnmatch
 import hashlib
 import logging
 import os
@@ -51,11 +52,21 @@ SPOOL_SUFFIXES = (".spool.sqlite3", ".spool.sqlite3-wal", ".spool.sqlite3-shm")
 logger = logging.getLogger(__name__)
 FOLDERS = ("processing", "outbox", "archive", "error")
 CHUNK = 500
+SCAN_LIMIT = 10_000  # entries the admin's folder view reads at most
+
+
+def entry_type(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder (left alone)"
+    return "not a regular file (moved to error/ unread)"
 
 
 class FileDropSource(Source):
     kind = "file_drop"
     is_polled = True
+    form_tools_template = "admin/connectors/tools/folder_contents.html"
     settings = (
         Setting("path", PATH, required=True, help="The absolute folder the legacy system writes."),
         Setting("pattern", default="*", help="Which file names to take, e.g. *.csv."),
@@ -84,6 +95,35 @@ class FileDropSource(Source):
             raise SettingError("encoding", f"unknown encoding {config['encoding']!r}") from None
         if not Path(config["path"]).is_absolute():
             raise SettingError("path", "path must be an absolute folder path")
+
+    @classmethod
+    def folder_contents(cls, path: str, pattern: str, limit: int = 50) -> dict:
+        """What the poller would see in the folder (for the admin): at most `limit` entries,
+        newest first, from at most SCAN_LIMIT scanned; OSError when it cannot be read."""
+        entries, scanned = [], 0
+        with os.scandir(path) as listing:
+            for entry in listing:
+                scanned += 1
+                if scanned > SCAN_LIMIT:
+                    break
+                if entry.name.startswith(".") or entry.name in FOLDERS:
+                    continue
+                status = entry.stat(follow_symlinks=False)
+                entries.append(
+                    {
+                        "name": entry.name,
+                        "size": status.st_size,
+                        "modified": status.st_mtime,
+                        "type": entry_type(status.st_mode),
+                        "matches": fnmatch.fnmatchcase(entry.name, pattern or "*"),
+                    }
+                )
+        entries.sort(key=lambda item: item["modified"], reverse=True)
+        return {
+            "entries": entries[:limit],
+            "total": len(entries),
+            "complete": scanned <= SCAN_LIMIT,
+        }
 
     @classmethod
     def watched_folder(cls, config: dict) -> str | None:
