@@ -4,6 +4,7 @@ import contextlib
 import uuid
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q
 from django.http import Http404, JsonResponse
@@ -12,7 +13,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from connectors import audit, evidence, exports, jobs, labels, lifecycle
+from connectors import audit, evidence, exports, jobs, labels, lifecycle, timeline
 from connectors.admin import evidence as evidence_admin
 from connectors.admin.base import ReadOnlyModelAdmin, actor_for
 from connectors.admin.listing import ConnectorFilter, EstimatedCountPaginator, indexed_values_filter
@@ -29,6 +30,16 @@ BADGE_COLOURS = {
     "awaiting_review": "#7a4fb5",
     "rejected": "#8a3b12",
 }
+
+
+RETRYABLE = (Job.Status.FAILED, Job.Status.DEAD, Job.Status.CANCELLED)
+
+
+def parse_id(object_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(object_id))
+    except ValueError:
+        return None
 
 
 class JobAttemptInline(admin.TabularInline):
@@ -197,8 +208,33 @@ class JobAdmin(ReadOnlyModelAdmin):
         """Retry and cancel: integration admins (change_job), not compliance officers."""
         return request.user.has_perm("connectors.change_job")
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The job page reads as the journey: the timeline above the stored fields."""
+        job = (
+            Job.objects.select_related("connector__provider").filter(pk=parse_id(object_id)).first()
+        )
+        if job is not None and self.has_view_permission(request, job):
+            extra_context = {
+                **(extra_context or {}),
+                "timeline": timeline.build(job),
+                "can_operate": self.has_operate_permission(request),
+                "can_retry": job.status in RETRYABLE and job.payload_purged_at is None,
+                "resend_refusal": lifecycle.resend_refusal(job),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_urls(self):
         return [
+            path(
+                "<uuid:job_id>/retry/",
+                self.admin_site.admin_view(self.retry_view),
+                name="connectors_job_retry",
+            ),
+            path(
+                "<uuid:job_id>/resend/",
+                self.admin_site.admin_view(self.resend_view),
+                name="connectors_job_resend",
+            ),
             path(
                 "<uuid:job_id>/lineage.json",
                 self.admin_site.admin_view(self.lineage_view),
@@ -211,6 +247,46 @@ class JobAdmin(ReadOnlyModelAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def operated_job(self, request, job_id) -> Job:
+        """The job a page button acts on: POST only, by whoever may retry."""
+        if request.method != "POST":
+            raise Http404("Use the button on the job page.")
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        job = Job.objects.select_related("connector").filter(id=job_id).first()
+        if job is None:
+            raise Http404("No such job.")
+        return job
+
+    def retry_view(self, request, job_id):
+        job = self.operated_job(request, job_id)
+        with transaction.atomic():
+            retried = lifecycle.retry([job], actor_for(request))
+            transaction.on_commit(lambda: jobs.enqueue(retried))
+        if retried:
+            self.message_user(request, "Job queued again.", messages.SUCCESS)
+        else:
+            self.message_user(
+                request, f"Not retried: the job is {job.get_status_display()}.", messages.ERROR
+            )
+        return redirect("admin:connectors_job_change", job.id)
+
+    def resend_view(self, request, job_id):
+        job = self.operated_job(request, job_id)
+        if refusal := lifecycle.resend_refusal(job):
+            self.message_user(request, f"Not re-sent: {refusal}.", messages.ERROR)
+            return redirect("admin:connectors_job_change", job.id)
+        with transaction.atomic():
+            resent = lifecycle.resend_write_back([job], actor_for(request))
+            transaction.on_commit(lambda: jobs.enqueue(resent))
+        if resent:
+            self.message_user(
+                request, "The stored result is queued to be written back again.", messages.SUCCESS
+            )
+        else:
+            self.message_user(request, "Not re-sent: the job changed meanwhile.", messages.ERROR)
+        return redirect("admin:connectors_job_change", job.id)
 
     def lineage_view(self, request, job_id):
         job = Job.objects.select_related("connector").filter(id=job_id).first()
