@@ -50,7 +50,7 @@ def test_throughput_shows_the_busy_minute_not_only_the_days_average(admin_client
     start = timezone.now().replace(second=0, microsecond=0) - timedelta(hours=2)
     jobs(connector, 2000, at=start)
 
-    throughput = re.search(r'<td id="throughput">(.*?)</td>', dashboard(admin_client)).group(1)
+    throughput = re.search(r'<span id="throughput">(.*?)</span>', dashboard(admin_client)).group(1)
 
     assert throughput.startswith(f"peak 2000 jobs/min at {timezone.localtime(start):%H:%M}; ")
     assert "2000.0 jobs/min over the 1 busy minute;" in throughput

@@ -10,14 +10,15 @@ from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.timesince import timesince
 
 from connectors import audit, evidence, exports, jobs, labels, lifecycle, timeline
 from connectors.admin import evidence as evidence_admin
 from connectors.admin.base import ReadOnlyModelAdmin, actor_for
 from connectors.admin.listing import ConnectorFilter, EstimatedCountPaginator, indexed_values_filter
 from connectors.models import Job, JobAttempt, Review
+from connectors.templatetags import interlock
 
 BADGE_COLOURS = {
     "pending": "#8a8a8a",
@@ -191,7 +192,7 @@ class JobAdmin(ReadOnlyModelAdmin):
 
     @admin.display(description="age", ordering="created_at")
     def age(self, obj: Job) -> str:
-        return timesince(obj.created_at)
+        return interlock.age((timezone.now() - obj.created_at).total_seconds())
 
     @admin.display(description="duration")
     def duration(self, obj: Job) -> str:
