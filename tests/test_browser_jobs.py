@@ -136,6 +136,13 @@ def test_the_job_list_keeps_its_columns_on_screen(page, live_server, history, wi
     assert page.locator("#auto-refresh-toggle").count() == 1
     if width == 1400:
         shot(page, "job-list")
+        # The row checkboxes work with the admin's actions: retry one dead job from the list.
+        page.goto(f"{live_server.url}/admin/connectors/job/?status__exact=dead")
+        page.check("#result_list tbody tr:first-child input.action-select")
+        assert "1 of" in page.inner_text(".action-counter")
+        page.select_option("select[name=action]", "retry")
+        page.click("button[name=index]")
+        assert "1 job(s) queued again." in page.inner_text(".messagelist")
 
 
 def test_the_dashboard_has_axes_sparklines_and_failures_by_code(page, live_server, history):  # noqa: F811

@@ -16,7 +16,12 @@ from django.utils.html import format_html
 from connectors import audit, evidence, exports, jobs, labels, lifecycle, timeline
 from connectors.admin import evidence as evidence_admin
 from connectors.admin.base import ReadOnlyModelAdmin, actor_for
-from connectors.admin.listing import ConnectorFilter, EstimatedCountPaginator, indexed_values_filter
+from connectors.admin.listing import (
+    ConnectorFilter,
+    EstimatedCountPaginator,
+    FastCheckboxMixin,
+    indexed_values_filter,
+)
 from connectors.models import Job, JobAttempt, Review
 from connectors.templatetags import interlock
 
@@ -74,7 +79,7 @@ class JobAttemptInline(admin.TabularInline):
 
 
 @admin.register(Job)
-class JobAdmin(ReadOnlyModelAdmin):
+class JobAdmin(FastCheckboxMixin, ReadOnlyModelAdmin):
     list_display = [
         "short_id",
         "connector",  # get_list_display: the connector's label

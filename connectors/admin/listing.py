@@ -8,9 +8,12 @@ not the page of rows itself: on PostgreSQL a large count is the planner's estima
 import json
 
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.core.paginator import Paginator
 from django.db import connection
 from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from connectors import labels
 
@@ -97,3 +100,18 @@ class ConnectorFilter(admin.RelatedFieldListFilter):
 
     def field_choices(self, field, request, model_admin):
         return sorted(labels.connector_labels().items(), key=lambda item: item[1].lower())
+
+
+class FastCheckboxMixin:
+    """The action checkbox as one format_html: Django renders a form widget template per row,
+    a quarter of a 100-row page's time."""
+
+    @admin.display(description=mark_safe('<input type="checkbox" id="action-toggle">'))
+    def action_checkbox(self, obj):
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" '
+            'aria-label="Select this object for an action - {}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            obj.pk,
+            obj.pk,
+        )
