@@ -1,4 +1,4 @@
-"""Jobs are history: read-only, with retry and cancel as the only operations."""
+"""Jobs are history: read-only; retry, re-send write-back and cancel are the operations."""
 
 import contextlib
 import uuid
