@@ -5,6 +5,7 @@
     awaiting_review --approve (connectors.review)--> pending;  --reject--> rejected
     running (lease expired: the worker died) --recover--> failed (retry now) | dead
     dead/failed --retry (admin)--> pending;  pending/queued/failed --cancel--> cancelled
+    succeeded/failed/dead/cancelled with a result --re-send write-back (admin)--> pending
 
 A job awaiting review has no lease and is neither claimable nor due: workers, the reconciler
 and retention leave it alone; only a decision (or its connector's review deadline) moves it.
@@ -372,6 +373,54 @@ def retry(jobs, actor: audit.Actor) -> list[str]:
             for job in retried
         )
     return [str(job.id) for job in retried]
+
+
+def resend_refusal(job: Job) -> str:
+    """Why the job's stored result cannot be written back again; empty when it can."""
+    if job.result is None:
+        return "the AI has not answered: there is no result to write back (retry it instead)"
+    if job.payload_purged_at is not None:
+        return "its payload was blanked by retention"
+    if job.status not in (Status.SUCCEEDED, Status.FAILED, Status.DEAD, Status.CANCELLED):
+        return f"it is {job.get_status_display().lower()}"
+    if job.status == Status.SUCCEEDED and any((job.token_report or {}).values()):
+        # The token map is deleted when a job succeeds: the result holds placeholders only.
+        return "its tokenized values were restored and their map deleted when it succeeded"
+    return ""
+
+
+def resend_write_back(jobs, actor: audit.Actor) -> list[str]:
+    """Write a job's stored result back again, without asking the AI (the legacy side lost it,
+    or the write-back failed): a fresh round whose pipeline starts at the write-back."""
+    resent = []
+    with transaction.atomic():
+        for job in jobs:
+            if resend_refusal(job):
+                continue
+            updated = Job.objects.filter(
+                id=job.id, status=job.status, result__isnull=False, payload_purged_at__isnull=True
+            ).update(
+                status=Status.PENDING,
+                attempts_before_retry=F("attempts"),
+                next_attempt_at=None,
+                finished_at=None,
+                error_code="",
+                error_message="",
+                error_traceback="",
+            )
+            if updated:
+                resent.append(job)
+        audit.record_many(  # after the row locks: see the lock order above
+            audit.entry_for(
+                "job.resend_write_back",
+                actor,
+                job,
+                connector=job.connector.slug,
+                changes={"status": job.status},
+            )
+            for job in resent
+        )
+    return [str(job.id) for job in resent]
 
 
 def cancel(jobs, actor: audit.Actor) -> int:

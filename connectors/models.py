@@ -597,6 +597,8 @@ class Job(models.Model):
             models.Index(fields=["status", "next_attempt_at"], name="job_due_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="job_lease_idx"),
             models.Index(fields=["connector", "status"], name="job_connector_status_idx"),
+            # The job list's error code filter lists its choices from this index.
+            models.Index(fields=["error_code"], name="job_error_code_idx"),
         ]
 
     def __str__(self) -> str:
@@ -646,6 +648,8 @@ class JobAttempt(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["job", "number"], name="unique_attempt_number")
         ]
+        # The dashboard's cost table sums the attempts of its window.
+        indexes = [models.Index(fields=["started_at"], name="attempt_started_idx")]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.job_id}"
@@ -802,6 +806,8 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-sequence"]
+        # The audit log's object type filter lists its choices from this index.
+        indexes = [models.Index(fields=["object_type"], name="audit_object_type_idx")]
 
     def __str__(self) -> str:
         return f"#{self.sequence} {self.action} {self.object_repr}"

@@ -197,8 +197,8 @@ def test_dashboard_shows_status_counts_latency_and_failures(admin_client, job, m
     assert '<td id="success-rate">75.0%</td>' in page
     assert "200 / 300 ms" in page  # AI latency p50 / p95
     assert "provider_error provider answered HTTP 500" in page
-    assert page.count('fill="#3a9b5c"') == 24  # one bar per time bucket
-    assert "30 in, 0 out, 1.5000" in page
+    assert page.count('fill="#3a9b5c"') == 60  # one bar per minute of the hour
+    assert '<td id="tokens-cost">30 in, 0 out, no cost</td>' in page  # no attempt was priced
 
 
 def test_dashboard_is_not_shown_to_users_who_cannot_see_jobs(client, django_user_model, job):

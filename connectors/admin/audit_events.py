@@ -11,6 +11,7 @@ from django.utils.html import format_html, format_html_join
 
 from connectors import audit, chain_status, exports
 from connectors.admin.base import ReadOnlyModelAdmin, actor_for
+from connectors.admin.listing import EstimatedCountPaginator, indexed_values_filter
 from connectors.models import AuditEvent
 
 
@@ -46,9 +47,18 @@ class AuditEventAdmin(ReadOnlyModelAdmin):
         "object_repr",
         "connector",
     ]
-    list_filter = ["action", "actor_type", ReviewerFilter, "connector", "object_type", "created_at"]
+    # Choices from indexes, an estimated count, no date hierarchy: see connectors.admin.listing.
+    list_filter = [
+        indexed_values_filter("action", "action"),
+        "actor_type",
+        ReviewerFilter,
+        indexed_values_filter("connector", "connector"),
+        indexed_values_filter("object_type", "object type"),
+        "created_at",
+    ]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
     search_fields = ["actor", "object_repr", "object_id", "action", "connector"]
-    date_hierarchy = "created_at"
     readonly_fields = ["diff"]
     change_list_template = "admin/connectors/auditevent/change_list.html"
 

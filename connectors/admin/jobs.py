@@ -1,21 +1,29 @@
-"""Jobs are history: read-only, with retry and cancel as the only operations."""
+"""Jobs are history: read-only; retry, re-send write-back and cancel are the operations."""
 
 import contextlib
 import uuid
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.timesince import timesince
 
-from connectors import audit, evidence, exports, jobs, lifecycle
+from connectors import audit, evidence, exports, jobs, labels, lifecycle, timeline
 from connectors.admin import evidence as evidence_admin
 from connectors.admin.base import ReadOnlyModelAdmin, actor_for
+from connectors.admin.listing import (
+    ConnectorFilter,
+    EstimatedCountPaginator,
+    FastCheckboxMixin,
+    indexed_values_filter,
+)
 from connectors.models import Job, JobAttempt, Review
+from connectors.templatetags import interlock
 
 BADGE_COLOURS = {
     "pending": "#8a8a8a",
@@ -28,6 +36,16 @@ BADGE_COLOURS = {
     "awaiting_review": "#7a4fb5",
     "rejected": "#8a3b12",
 }
+
+
+RETRYABLE = (Job.Status.FAILED, Job.Status.DEAD, Job.Status.CANCELLED)
+
+
+def parse_id(object_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(object_id))
+    except ValueError:
+        return None
 
 
 class JobAttemptInline(admin.TabularInline):
@@ -61,10 +79,10 @@ class JobAttemptInline(admin.TabularInline):
 
 
 @admin.register(Job)
-class JobAdmin(ReadOnlyModelAdmin):
+class JobAdmin(FastCheckboxMixin, ReadOnlyModelAdmin):
     list_display = [
         "short_id",
-        "connector",
+        "connector",  # get_list_display: the connector's label
         "status_badge",
         "attempts",
         "source_reference",
@@ -73,10 +91,20 @@ class JobAdmin(ReadOnlyModelAdmin):
         "error_code",
         "cost",
     ]
-    list_filter = ["status", "connector", "error_code", "created_at"]
-    search_fields = ["source_reference"]  # the box shows; the search is get_search_results
+    # At 100,000 jobs: no date hierarchy (its year and month links read every row), choices
+    # from indexes, an estimated count and no second count of the whole table.
+    list_filter = [
+        "status",
+        ("connector", ConnectorFilter),
+        indexed_values_filter("error_code", "error code"),
+        "created_at",
+    ]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
     list_select_related = ["connector"]
-    date_hierarchy = "created_at"
+    search_fields = ["source_reference"]  # the box shows; the search is get_search_results
+    change_list_template = "admin/connectors/job/change_list.html"
+    change_form_template = "admin/connectors/job/change_form.html"
     inlines = [JobAttemptInline]
     actions = ["retry", "cancel", "export_evidence"]
     exclude = ["encrypted_tokens", "record_fingerprint"]
@@ -136,6 +164,16 @@ class JobAdmin(ReadOnlyModelAdmin):
         ),
     ]
 
+    def get_list_display(self, request):
+        """The connector column names it by its label: the slug shows where names collide."""
+        names = labels.connector_labels()
+
+        @admin.display(description="connector", ordering="connector__name")
+        def connector_label(obj: Job) -> str:
+            return names.get(obj.connector_id, str(obj.connector_id))
+
+        return [connector_label if name == "connector" else name for name in self.list_display]
+
     def get_search_results(self, request, queryset, search_term):
         """Exact matches on indexed columns, across connectors: a job id, a source reference
         (a record's own, such as claim.id) or an Idempotency-Key. A substring search would
@@ -159,7 +197,7 @@ class JobAdmin(ReadOnlyModelAdmin):
 
     @admin.display(description="age", ordering="created_at")
     def age(self, obj: Job) -> str:
-        return timesince(obj.created_at)
+        return interlock.age((timezone.now() - obj.created_at).total_seconds())
 
     @admin.display(description="duration")
     def duration(self, obj: Job) -> str:
@@ -176,8 +214,33 @@ class JobAdmin(ReadOnlyModelAdmin):
         """Retry and cancel: integration admins (change_job), not compliance officers."""
         return request.user.has_perm("connectors.change_job")
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The job page reads as the journey: the timeline above the stored fields."""
+        job = (
+            Job.objects.select_related("connector__provider").filter(pk=parse_id(object_id)).first()
+        )
+        if job is not None and self.has_view_permission(request, job):
+            extra_context = {
+                **(extra_context or {}),
+                "timeline": timeline.build(job),
+                "can_operate": self.has_operate_permission(request),
+                "can_retry": job.status in RETRYABLE and job.payload_purged_at is None,
+                "resend_refusal": lifecycle.resend_refusal(job),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_urls(self):
         return [
+            path(
+                "<uuid:job_id>/retry/",
+                self.admin_site.admin_view(self.retry_view),
+                name="connectors_job_retry",
+            ),
+            path(
+                "<uuid:job_id>/resend/",
+                self.admin_site.admin_view(self.resend_view),
+                name="connectors_job_resend",
+            ),
             path(
                 "<uuid:job_id>/lineage.json",
                 self.admin_site.admin_view(self.lineage_view),
@@ -190,6 +253,46 @@ class JobAdmin(ReadOnlyModelAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def operated_job(self, request, job_id) -> Job:
+        """The job a page button acts on: POST only, by whoever may retry."""
+        if request.method != "POST":
+            raise Http404("Use the button on the job page.")
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        job = Job.objects.select_related("connector").filter(id=job_id).first()
+        if job is None:
+            raise Http404("No such job.")
+        return job
+
+    def retry_view(self, request, job_id):
+        job = self.operated_job(request, job_id)
+        with transaction.atomic():
+            retried = lifecycle.retry([job], actor_for(request))
+            transaction.on_commit(lambda: jobs.enqueue(retried))
+        if retried:
+            self.message_user(request, "Job queued again.", messages.SUCCESS)
+        else:
+            self.message_user(
+                request, f"Not retried: the job is {job.get_status_display()}.", messages.ERROR
+            )
+        return redirect("admin:connectors_job_change", job.id)
+
+    def resend_view(self, request, job_id):
+        job = self.operated_job(request, job_id)
+        if refusal := lifecycle.resend_refusal(job):
+            self.message_user(request, f"Not re-sent: {refusal}.", messages.ERROR)
+            return redirect("admin:connectors_job_change", job.id)
+        with transaction.atomic():
+            resent = lifecycle.resend_write_back([job], actor_for(request))
+            transaction.on_commit(lambda: jobs.enqueue(resent))
+        if resent:
+            self.message_user(
+                request, "The stored result is queued to be written back again.", messages.SUCCESS
+            )
+        else:
+            self.message_user(request, "Not re-sent: the job changed meanwhile.", messages.ERROR)
+        return redirect("admin:connectors_job_change", job.id)
 
     def lineage_view(self, request, job_id):
         job = Job.objects.select_related("connector").filter(id=job_id).first()

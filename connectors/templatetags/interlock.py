@@ -1,3 +1,5 @@
+import math
+
 from django import template
 
 from connectors import dashboard
@@ -17,7 +19,10 @@ def interlock_dashboard(context):
 
 @register.filter
 def percent(value) -> str:
-    return "—" if value is None else f"{value:.1%}"
+    """Rounded down: 1,999 of 2,000 is 99.9 %, never the 100.0 % that hides a dead job."""
+    if value is None:
+        return "—"
+    return f"{math.floor(value * 1000 + 1e-9) / 10:.1f}%"  # the epsilon: 0.999 * 1000 < 999
 
 
 @register.filter
@@ -37,3 +42,15 @@ def age(seconds) -> str:
 def requests_per_minute(connector) -> str:
     limit = intake_limit(connector)
     return f"{limit} requests per minute (all keys together)" if limit else "no limit"
+
+
+@register.filter
+def duration_label(step) -> str:
+    """A bucket's length as a chart legend says it: minute, hour, 6 hours."""
+    if not step:
+        return "interval"
+    minutes = int(step.total_seconds() // 60)
+    if minutes % 60:
+        return "minute" if minutes == 1 else f"{minutes} minutes"
+    hours = minutes // 60
+    return "hour" if hours == 1 else f"{hours} hours"
