@@ -63,8 +63,8 @@ class Detector:
 DETECTORS: dict[str, Detector] = {
     "ssn": Detector(
         "connectors.detectors.national_ids:find_ssns",
-        "US Social Security numbers (219-09-9999; a bare 9-digit number only after its label)",
-        example="SSN 219-09-9999",
+        "US Social Security numbers (AAA-GG-SSSS; a bare 9-digit number only after its label)",
+        example="SSN 401-68-7488",
     ),
     "national_id": Detector(
         "connectors.detectors.national_ids:find_national_ids",
