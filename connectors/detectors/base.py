@@ -64,19 +64,22 @@ class Scan:
         return self.cache["lower"]
 
     def mentions(self, *words: str) -> bool:
-        lower = self.lower
-        return any(word in lower for word in words)
+        key = ("mentions", words)
+        if key not in self.cache:
+            lower = self.lower
+            self.cache[key] = any(word in lower for word in words)
+        return self.cache[key]
 
     def runs(self, digits: int) -> Iterator[tuple[int, int]]:
         """Where the runs of at least `digits` digits are (with the separators people put
         between groups). One pass over the text finds them for every numeric detector."""
         runs = self.cache.get("runs")
         if runs is None:
-            text = self.text
-            runs = self.cache["runs"] = [
-                (start, end, end - start - len(SEPARATORS.findall(text, start, end)))
-                for start, end in map(re.Match.span, NUMBER_RUN.finditer(text))
-            ]
+            runs = self.cache["runs"] = []
+            for match in NUMBER_RUN.finditer(self.text):
+                run = match.group()
+                count = len(run) if run.isdigit() else len(run) - len(SEPARATORS.findall(run))
+                runs.append((match.start(), match.end(), count))
         for start, end, count in runs:
             if count >= digits:
                 yield start, end

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import phonenumbers
 
-from connectors.detectors import context
+from connectors.detectors import context, phone_parsing
 from connectors.detectors.base import MIN_CONFIDENCE, Scan, Span
 
 CANDIDATE = re.compile(
@@ -107,7 +107,10 @@ def _matches(text: str, regions: tuple[str, ...]) -> tuple[tuple[int, int, float
             # What the matcher at leniency VALID checks, without its search for a number
             # inside the text (the candidate is the number): valid, and written with its trunk
             # prefix where the region needs one (_regions_for saw to that).
-            if not _may_be_valid(text, region):
+            valid = phone_parsing.is_valid(text, region)
+            if valid:
+                return ((0, len(text), _confidence(text)),)
+            if valid is False or not _may_be_valid(text, region):
                 continue
             try:
                 number = phonenumbers.parse(text, region)

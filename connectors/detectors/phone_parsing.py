@@ -1,0 +1,225 @@
+"""Whether libphonenumber takes a candidate as a valid number, without its general parse.
+
+phonenumbers.parse accepts anything a person may type (letters of vanity numbers, extensions,
+RFC 3966 URIs, wide digits) and costs about 13 µs; is_valid_number asks each type's pattern in
+turn. The phone detector's candidates are ASCII digits, spaces, dots, dashes, slashes and
+brackets, with at most a leading "+": for them parse's steps reduce to a few operations on the
+digits (the international prefix, the country code, the default region's own code written
+without "+", the national prefix), done here in the same order with the same metadata, and
+validity is one pattern per region and length. Anything else (another character, a national
+prefix transform rule, a "+0", a non-geographic code) is left to the library: `is_valid`
+answers None. tests/test_phone_parsing.py holds the answers equal to the library's.
+"""
+
+import re
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import PhoneMetadata
+
+MIN_NSN, MAX_NSN = 2, 17  # parse's bounds on a national significant number
+SHORTCUT_CHARACTERS = frozenset("0123456789 .-/()+")
+TYPES = (
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+)
+
+
+def is_valid(text: str, region: str) -> bool | None:
+    """What `is_valid_number_for_region(parse(text, region), region) or
+    is_valid_number(parse(text, region))` answers (False where parse raises), or None when
+    `text` is not of the shape this module follows the library on."""
+    if not SHORTCUT_CHARACTERS.issuperset(text) or "+" in text[1:]:
+        return None
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.national_prefix_transform_rule:
+        return None
+    parsed = _parse(text, metadata)
+    if parsed is None or parsed is False:
+        return parsed
+    code, national = parsed
+    if code == metadata.country_code:
+        if _is_valid_for(national, metadata):
+            return True
+        if len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[code]) == 1:
+            return False
+    return _is_valid_anywhere(code, national)
+
+
+def _parse(text: str, metadata) -> tuple[int, str] | bool | None:
+    """(country code, national significant number) as parse makes them; False where parse
+    raises; None where this module does not follow it."""
+    digits = text.translate(_NOT_DIGITS)
+    # parse first checks the input is "viable": two digits, or at least three.
+    if len(digits) < 2:
+        return False
+    if text.startswith("+"):
+        international = digits
+    else:
+        idd = _compiled(metadata.international_prefix) if metadata.international_prefix else None
+        found = idd.match(digits) if idd else None
+        if found and found.end() < len(digits) and digits[found.end()] == "0":
+            found = None  # the library does not take "00 0…" as dialling out
+        international = digits[found.end() :] if found else None
+    if international is not None:
+        if len(international) <= MIN_NSN:
+            return False
+        code, national = _country_code(international)
+        if code is None:
+            return None  # parse would try the digits again as a national number
+        regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE[code]
+        if regions == (phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY,):
+            return None
+        if regions[0] != metadata.id:
+            metadata = PhoneMetadata.metadata_for_region(regions[0])
+            if metadata is None or metadata.national_prefix_transform_rule:
+                return None
+    else:
+        code, national = metadata.country_code, digits
+        own = str(code)
+        if digits.startswith(own):
+            # The region's own country code written without "+" (1 212 555 0100).
+            rest = _strip_national_prefix(digits[len(own) :], metadata)
+            general = metadata.general_desc
+            if (not _matches_pattern(digits, general) and _matches_pattern(rest, general)) or (
+                _too_long(digits, metadata)
+            ):
+                national = rest
+    if len(national) < MIN_NSN:
+        return False
+    stripped = _strip_national_prefix(national, metadata)
+    if _length_allows_stripping(stripped, metadata):
+        national = stripped
+    if not MIN_NSN <= len(national) <= MAX_NSN:
+        return False
+    return code, national
+
+
+_NOT_DIGITS = {ord(char): None for char in " .-/()+"}
+
+
+def _country_code(digits: str) -> tuple[int | None, str]:
+    if digits[0] == "0":
+        return None, digits
+    for length in range(1, min(3, len(digits)) + 1):
+        if int(digits[:length]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return int(digits[:length]), digits[length:]
+    return None, digits
+
+
+def _strip_national_prefix(number: str, metadata) -> str:
+    """parse's _maybe_strip_national_prefix_carrier_code, for regions without a transform
+    rule: the prefix goes unless the number fits the general pattern only with it."""
+    pattern = metadata.national_prefix_for_parsing
+    if not number or not pattern:
+        return number
+    found = _compiled(pattern).match(number)
+    if not found:
+        return number
+    general = metadata.general_desc
+    rest = number[found.end() :]
+    if _matches_pattern(number, general) and not _matches_pattern(rest, general):
+        return number
+    return rest
+
+
+def _lengths(metadata) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    general = metadata.general_desc
+    return tuple(general.possible_length), tuple(general.possible_length_local_only)
+
+
+def _length_allows_stripping(number: str, metadata) -> bool:
+    """Not TOO_SHORT, IS_POSSIBLE_LOCAL_ONLY nor INVALID_LENGTH (parse's _test_number_length)."""
+    possible, local = _lengths(metadata)
+    length = len(number)
+    if length in local:
+        return False
+    return length in possible or length > possible[-1]
+
+
+def _too_long(number: str, metadata) -> bool:
+    possible, local = _lengths(metadata)
+    length = len(number)
+    return length not in local and length > possible[0] and length > possible[-1]
+
+
+def _matches_pattern(number: str, desc) -> bool:
+    if desc is None or not desc.national_number_pattern:
+        return False
+    return _compiled(desc.national_number_pattern).fullmatch(number) is not None
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(pattern)
+
+
+def _is_valid_for(national: str, metadata) -> bool:
+    """number type != UNKNOWN: the general description, then any type's, each with its lengths."""
+    pattern = _valid_pattern(metadata.id, len(national))
+    return pattern is not None and pattern.fullmatch(national) is not None
+
+
+@lru_cache(maxsize=4096)
+def _valid_pattern(region: str, length: int) -> re.Pattern | None:
+    """The numbers of `length` digits valid in `region`: the general pattern, and one of the
+    types' patterns whose lengths allow it, as one regular expression."""
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if not _allows(metadata.general_desc, length):
+        return None
+    names = TYPES if metadata.same_mobile_and_fixed_line_pattern else (*TYPES, "mobile")
+    types = [
+        f"(?:{desc.national_number_pattern})"
+        for desc in (getattr(metadata, name) for name in names)
+        if _allows(desc, length)
+    ]
+    if not types:
+        return None
+    general = metadata.general_desc.national_number_pattern
+    return re.compile(f"(?=(?:{general})$)(?:{'|'.join(types)})")
+
+
+def _allows(desc, length: int) -> bool:
+    if desc is None or not desc.national_number_pattern:
+        return False
+    return not desc.possible_length or length in desc.possible_length
+
+
+def _is_valid_anywhere(code: int, national: str) -> bool:
+    """is_valid_number: the region the number belongs to (region_code_for_number), then valid
+    there."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())
+    if len(regions) == 1:
+        return _is_valid_for(national, PhoneMetadata.metadata_for_region(regions[0]))
+    anywhere = _valid_anywhere_pattern(code, len(national))
+    if anywhere is None or not anywhere.fullmatch(national):
+        return False  # valid in none of the code's regions (most candidates): no need to ask which
+    for region in regions:
+        metadata = PhoneMetadata.metadata_for_region(region)
+        if metadata is None:
+            continue
+        if metadata.leading_digits is not None:
+            if _compiled(metadata.leading_digits).match(national):
+                return _is_valid_for(national, metadata)
+        elif _is_valid_for(national, metadata):
+            return True
+    return False
+
+
+@lru_cache(maxsize=4096)
+def _valid_anywhere_pattern(code: int, length: int) -> re.Pattern | None:
+    """The numbers of `length` digits valid in some region of country code `code`."""
+    patterns = [
+        pattern.pattern
+        for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())
+        if PhoneMetadata.metadata_for_region(region) is not None
+        and (pattern := _valid_pattern(region, length)) is not None
+    ]
+    return re.compile("|".join(f"(?:{pattern})" for pattern in patterns)) if patterns else None
