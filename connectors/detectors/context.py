@@ -208,10 +208,20 @@ def adjustment(text: str, start: int, end: int, kind: str) -> float:
             return RAISE_BY
         if named in lowering or any(word in lowering for word in named.split()):
             return -LOWER_BY
-    words = WORD.findall(text[max(0, start - RAISE_WINDOW) : start].lower())
-    if not words:
-        return 0.0
-    near = len(WORD.findall(text[max(0, start - LOWER_WINDOW) : start]))
+    before = text[max(0, start - RAISE_WINDOW) : start]
+    if before.isascii():
+        # One scan: the words of the last LOWER_WINDOW characters are those ending there.
+        found = [(match.group().lower(), match.end()) for match in WORD.finditer(before)]
+        if not found:
+            return 0.0
+        words = [word for word, _ in found]
+        boundary = len(before) - min(start, LOWER_WINDOW)
+        near = sum(1 for _, end in found if end > boundary)
+    else:  # lower() may change a non-ASCII text's length
+        words = WORD.findall(before.lower())
+        if not words:
+            return 0.0
+        near = len(WORD.findall(text[max(0, start - LOWER_WINDOW) : start]))
     # The closest cue decides: look back from the candidate.
     for last in range(len(words) - 1, -1, -1):
         word = words[last]
@@ -236,6 +246,12 @@ DELIMITERS = ("\t", ";", "|", ",")
 
 def cells(line: str, delimiter: str) -> list[tuple[int, int]]:
     """Where each cell of a delimited line is (a quoted cell may hold the delimiter)."""
+    if '"' not in line:
+        spans, start = [], 0
+        for cell in line.split(delimiter):
+            spans.append((start, start + len(cell)))
+            start += len(cell) + 1
+        return spans
     spans, start, quoted = [], 0, False
     for index, char in enumerate(line):
         if char == '"':

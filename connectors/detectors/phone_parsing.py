@@ -12,6 +12,7 @@ answers None. tests/test_phone_parsing.py holds the answers equal to the library
 """
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
@@ -38,22 +39,67 @@ def is_valid(text: str, region: str) -> bool | None:
     `text` is not of the shape this module follows the library on."""
     if not SHORTCUT_CHARACTERS.issuperset(text) or "+" in text[1:]:
         return None
-    metadata = PhoneMetadata.metadata_for_region(region)
-    if metadata is None or metadata.national_prefix_transform_rule:
+    plan = _plan(region)
+    if plan is None:
         return None
-    parsed = _parse(text, metadata)
+    parsed = _parse(text, plan)
     if parsed is None or parsed is False:
         return parsed
     code, national = parsed
-    if code == metadata.country_code:
-        if _is_valid_for(national, metadata):
+    if code == plan.code:
+        if _is_valid_for(national, region):
             return True
-        if len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[code]) == 1:
+        if plan.alone:
             return False
     return _is_valid_anywhere(code, national)
 
 
-def _parse(text: str, metadata) -> tuple[int, str] | bool | None:
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What parse reads of a region's metadata, compiled once."""
+
+    region: str
+    code: int
+    own: str  # the country code as written
+    alone: bool  # the only region of its country code
+    dialling_out: re.Pattern | None  # the international prefix
+    national_prefix: re.Pattern | None  # national_prefix_for_parsing
+    general: re.Pattern | None
+    lengths: frozenset[int]
+    local_lengths: frozenset[int]
+    shortest: int
+    longest: int
+
+
+@lru_cache(maxsize=512)
+def _plan(region: str) -> _Plan | None:
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.national_prefix_transform_rule:
+        return None
+    general = metadata.general_desc
+    lengths = tuple(general.possible_length)
+    if not lengths:
+        return None
+    return _Plan(
+        region=region,
+        code=metadata.country_code,
+        own=str(metadata.country_code),
+        alone=len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[metadata.country_code]) == 1,
+        dialling_out=_pattern(metadata.international_prefix),
+        national_prefix=_pattern(metadata.national_prefix_for_parsing),
+        general=_pattern(general.national_number_pattern),
+        lengths=frozenset(lengths),
+        local_lengths=frozenset(general.possible_length_local_only),
+        shortest=lengths[0],
+        longest=lengths[-1],
+    )
+
+
+def _pattern(pattern: str | None) -> re.Pattern | None:
+    return re.compile(pattern) if pattern else None
+
+
+def _parse(text: str, plan: _Plan) -> tuple[int, str] | bool | None:
     """(country code, national significant number) as parse makes them; False where parse
     raises; None where this module does not follow it."""
     digits = text.translate(_NOT_DIGITS)
@@ -63,8 +109,7 @@ def _parse(text: str, metadata) -> tuple[int, str] | bool | None:
     if text.startswith("+"):
         international = digits
     else:
-        idd = _compiled(metadata.international_prefix) if metadata.international_prefix else None
-        found = idd.match(digits) if idd else None
+        found = plan.dialling_out.match(digits) if plan.dialling_out else None
         if found and found.end() < len(digits) and digits[found.end()] == "0":
             found = None  # the library does not take "00 0…" as dialling out
         international = digits[found.end() :] if found else None
@@ -77,25 +122,21 @@ def _parse(text: str, metadata) -> tuple[int, str] | bool | None:
         regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE[code]
         if regions == (phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY,):
             return None
-        if regions[0] != metadata.id:
-            metadata = PhoneMetadata.metadata_for_region(regions[0])
-            if metadata is None or metadata.national_prefix_transform_rule:
+        if regions[0] != plan.region:
+            plan = _plan(regions[0])
+            if plan is None:
                 return None
     else:
-        code, national = metadata.country_code, digits
-        own = str(code)
-        if digits.startswith(own):
+        code, national = plan.code, digits
+        if digits.startswith(plan.own):
             # The region's own country code written without "+" (1 212 555 0100).
-            rest = _strip_national_prefix(digits[len(own) :], metadata)
-            general = metadata.general_desc
-            if (not _matches_pattern(digits, general) and _matches_pattern(rest, general)) or (
-                _too_long(digits, metadata)
-            ):
+            rest = _strip_national_prefix(digits[len(plan.own) :], plan)
+            if (not _fits(digits, plan) and _fits(rest, plan)) or _too_long(digits, plan):
                 national = rest
     if len(national) < MIN_NSN:
         return False
-    stripped = _strip_national_prefix(national, metadata)
-    if _length_allows_stripping(stripped, metadata):
+    stripped = _strip_national_prefix(national, plan)
+    if _length_allows_stripping(stripped, plan):
         national = stripped
     if not MIN_NSN <= len(national) <= MAX_NSN:
         return False
@@ -114,46 +155,36 @@ def _country_code(digits: str) -> tuple[int | None, str]:
     return None, digits
 
 
-def _strip_national_prefix(number: str, metadata) -> str:
+def _strip_national_prefix(number: str, plan: _Plan) -> str:
     """parse's _maybe_strip_national_prefix_carrier_code, for regions without a transform
     rule: the prefix goes unless the number fits the general pattern only with it."""
-    pattern = metadata.national_prefix_for_parsing
-    if not number or not pattern:
+    if not number or plan.national_prefix is None:
         return number
-    found = _compiled(pattern).match(number)
+    found = plan.national_prefix.match(number)
     if not found:
         return number
-    general = metadata.general_desc
     rest = number[found.end() :]
-    if _matches_pattern(number, general) and not _matches_pattern(rest, general):
+    if _fits(number, plan) and not _fits(rest, plan):
         return number
     return rest
 
 
-def _lengths(metadata) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    general = metadata.general_desc
-    return tuple(general.possible_length), tuple(general.possible_length_local_only)
-
-
-def _length_allows_stripping(number: str, metadata) -> bool:
+def _length_allows_stripping(number: str, plan: _Plan) -> bool:
     """Not TOO_SHORT, IS_POSSIBLE_LOCAL_ONLY nor INVALID_LENGTH (parse's _test_number_length)."""
-    possible, local = _lengths(metadata)
     length = len(number)
-    if length in local:
+    if length in plan.local_lengths:
         return False
-    return length in possible or length > possible[-1]
+    return length in plan.lengths or length > plan.longest
 
 
-def _too_long(number: str, metadata) -> bool:
-    possible, local = _lengths(metadata)
+def _too_long(number: str, plan: _Plan) -> bool:
     length = len(number)
-    return length not in local and length > possible[0] and length > possible[-1]
+    return length not in plan.local_lengths and length > plan.shortest and length > plan.longest
 
 
-def _matches_pattern(number: str, desc) -> bool:
-    if desc is None or not desc.national_number_pattern:
-        return False
-    return _compiled(desc.national_number_pattern).fullmatch(number) is not None
+def _fits(number: str, plan: _Plan) -> bool:
+    """The general pattern, lengths not asked (parse's _match_national_number)."""
+    return plan.general is not None and plan.general.fullmatch(number) is not None
 
 
 @lru_cache(maxsize=1024)
@@ -161,9 +192,9 @@ def _compiled(pattern: str) -> re.Pattern:
     return re.compile(pattern)
 
 
-def _is_valid_for(national: str, metadata) -> bool:
+def _is_valid_for(national: str, region: str) -> bool:
     """number type != UNKNOWN: the general description, then any type's, each with its lengths."""
-    pattern = _valid_pattern(metadata.id, len(national))
+    pattern = _valid_pattern(region, len(national))
     return pattern is not None and pattern.fullmatch(national) is not None
 
 
@@ -197,7 +228,7 @@ def _is_valid_anywhere(code: int, national: str) -> bool:
     there."""
     regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())
     if len(regions) == 1:
-        return _is_valid_for(national, PhoneMetadata.metadata_for_region(regions[0]))
+        return _is_valid_for(national, regions[0])
     anywhere = _valid_anywhere_pattern(code, len(national))
     if anywhere is None or not anywhere.fullmatch(national):
         return False  # valid in none of the code's regions (most candidates): no need to ask which
@@ -207,8 +238,8 @@ def _is_valid_anywhere(code: int, national: str) -> bool:
             continue
         if metadata.leading_digits is not None:
             if _compiled(metadata.leading_digits).match(national):
-                return _is_valid_for(national, metadata)
-        elif _is_valid_for(national, metadata):
+                return _is_valid_for(national, region)
+        elif _is_valid_for(national, region):
             return True
     return False
 
