@@ -4,6 +4,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -67,8 +68,7 @@ class Scan:
     def mentions(self, *words: str) -> bool:
         key = ("mentions", words)
         if key not in self.cache:
-            lower = self.lower
-            self.cache[key] = any(word in lower for word in words)
+            self.cache[key] = bool(words) and _any_of(words).search(self.lower) is not None
         return self.cache[key]
 
     def runs(self, digits: int) -> list[tuple[int, int]]:
@@ -95,6 +95,11 @@ class Scan:
             (start - before if start > before else 0, min(length, end + after))
             for start, end in self.runs(digits)
         ]
+
+
+@lru_cache(maxsize=256)
+def _any_of(words: tuple[str, ...]) -> re.Pattern:
+    return re.compile("|".join(map(re.escape, words)))
 
 
 def setting(name: str, default):

@@ -209,8 +209,15 @@ def scan_formats(scan: Scan, names: list[str], kind: str, least: int = 6) -> Ite
             start = max(0, run_start - AROUND)
             if start < after:
                 start = after
-            for match in _numeric(fitting).finditer(text, start, min(length, run_end + AFTER)):
-                if match.start() < run_end:
+            pattern, end = _numeric(fitting), min(length, run_end + AFTER)
+            # The formats are asked only where one can begin, as the engine's own scan would
+            # find them (leftmost first, none inside the one before), without trying each
+            # character of the window.
+            for begin in BEGINNINGS.finditer(text, start, run_end):
+                if begin.start() < after:
+                    continue
+                match = pattern.match(text, begin.start(), end)
+                if match is not None:
                     after = match.end()
                     yield from _validated(scan, match, fitting, kind)
     interleaved = tuple(name for name in names if name in INTERLEAVED)
@@ -222,6 +229,7 @@ def scan_formats(scan: Scan, names: list[str], kind: str, least: int = 6) -> Ite
 # Where a numeric format can begin: the first digit of a group, or a letter not inside a word
 # before one (AB 12 34 56 C, X-1234567-L). One check at each place, before the formats.
 BEGINNING = r"(?:(?<!\d)(?=\d)|(?<![A-Za-z0-9])(?=[A-Za-z][A-Za-z]?[ \-]?\d))"
+BEGINNINGS = re.compile(BEGINNING)
 
 
 @lru_cache(maxsize=1024)

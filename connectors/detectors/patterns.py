@@ -88,7 +88,7 @@ def find_ibans(scan: Scan) -> Iterator[Span]:
             continue
         ends = [run.start() + group.end() for group in IBAN_GROUP.finditer(run.group())]
         for end in reversed(ends):
-            compact = re.sub(r"[ \-]", "", text[run.start() : end])
+            compact = text[run.start() : end].replace(" ", "").replace("-", "")
             if len(compact) < 15:
                 break
             if (
