@@ -218,9 +218,20 @@ def _regions_for(text: str, regions: tuple[str, ...]) -> tuple[str, ...]:
     those where it cannot start with one (no North American number starts with 0)."""
     if text.startswith("+"):
         return regions[:1]
-    if text.startswith("00"):  # dialled from a region whose international prefix is 00
+    if text.startswith("00"):
+        return _regions_by_start("00", regions)
+    first = FIRST_DIGIT.search(text)
+    return _regions_by_start("0" if first and first.group() == "0" else "", regions)
+
+
+FIRST_DIGIT = re.compile(r"\d")
+
+
+@lru_cache(maxsize=256)
+def _regions_by_start(start: str, regions: tuple[str, ...]) -> tuple[str, ...]:
+    if start == "00":  # dialled from a region whose international prefix is 00
         return tuple(region for region in regions if _dialling_out(region) == "00")[:1]
-    first = next((char for char in text if char.isdigit()), "")
+    first = start
     return tuple(
         region
         for region in regions
