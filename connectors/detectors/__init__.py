@@ -251,6 +251,8 @@ def find_spans(
 
 def clear_caches() -> None:
     """Forget the values detectors remembered (benchmarks time cold lookups with it)."""
-    from connectors.detectors import phones
+    from connectors.detectors import context, phones
 
     phones.valid_numbers.cache_clear()
+    phones.is_possible.cache_clear()
+    context.table.cache_clear()
