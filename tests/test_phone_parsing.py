@@ -89,6 +89,26 @@ def test_the_shortcut_answers_what_parse_and_is_valid_number_answer(region):
     assert 0 < valid < answered or answered == 0
 
 
+def possible_by_the_library(text: str, region: str) -> bool:
+    try:
+        return phonenumbers.is_possible_number(phonenumbers.parse(text, region))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_the_shortcut_answers_what_is_possible_number_answers(region):
+    answered = possible = 0
+    for text in _candidates(region, 3000):
+        answer = phone_parsing.is_possible(text, region)
+        if answer is None:
+            continue
+        answered += 1
+        possible += answer
+        assert answer == possible_by_the_library(text, region), (text, region)
+    assert 0 < possible < answered or answered == 0
+
+
 @pytest.mark.parametrize(
     "text",
     ["030 1234567", "+49 30 1234567", "0049 30 1234567", "(030) 123 45 67", "12125550100"],

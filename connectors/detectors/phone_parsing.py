@@ -54,6 +54,25 @@ def is_valid(text: str, region: str) -> bool | None:
     return _is_valid_anywhere(code, national)
 
 
+def is_possible(text: str, region: str) -> bool | None:
+    """What `is_possible_number(parse(text, region))` answers (False where parse raises), or
+    None where this module does not follow parse: the national number's length is one the
+    general description of its country code's main region allows (or allows locally)."""
+    if not SHORTCUT_CHARACTERS.issuperset(text) or "+" in text[1:]:
+        return None
+    plan = _plan(region)
+    if plan is None:
+        return None
+    parsed = _parse(text, plan)
+    if parsed is None or parsed is False:
+        return parsed
+    code, national = parsed
+    main = _plan(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[code][0])
+    if main is None:
+        return None
+    return len(national) in main.lengths or len(national) in main.local_lengths
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """What parse reads of a region's metadata, compiled once."""
@@ -103,9 +122,10 @@ def _parse(text: str, plan: _Plan) -> tuple[int, str] | bool | None:
     """(country code, national significant number) as parse makes them; False where parse
     raises; None where this module does not follow it."""
     digits = text.translate(_NOT_DIGITS)
-    # parse first checks the input is "viable": two digits, or at least three.
-    if len(digits) < 2:
-        return False
+    # parse first checks the input is "viable": at least three digits (or two and nothing
+    # else, which is left to the library).
+    if len(digits) < 3:
+        return None if len(digits) == 2 else False
     if text.startswith("+"):
         international = digits
     else:

@@ -204,11 +204,14 @@ def _prefix_pattern(pattern: str) -> re.Pattern:
 def is_possible(raw: str, regions: tuple[str, ...]) -> bool:
     text = normalized(raw)
     for region in _regions_for(text, regions):
-        try:
-            if phonenumbers.is_possible_number(phonenumbers.parse(text, region)):
-                return True
-        except phonenumbers.NumberParseException:
-            continue
+        possible = phone_parsing.is_possible(text, region)
+        if possible is None:
+            try:
+                possible = phonenumbers.is_possible_number(phonenumbers.parse(text, region))
+            except phonenumbers.NumberParseException:
+                continue
+        if possible:
+            return True
     return False
 
 
