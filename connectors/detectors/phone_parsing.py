@@ -184,7 +184,7 @@ def _strip_national_prefix(number: str, plan: _Plan) -> str:
     if not found:
         return number
     rest = number[found.end() :]
-    if _fits(number, plan) and not _fits(rest, plan):
+    if not _fits(rest, plan) and _fits(number, plan):
         return number
     return rest
 
