@@ -14,6 +14,7 @@ spaCy.
 """
 
 import importlib
+import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -192,24 +193,41 @@ def detect(
 ) -> list[list[Found]]:
     """One detection pass over each text: the resolved spans, each with the detectors that
     proposed it. The recognizer, when a detector needs it, reads all the texts in one batch."""
-    unknown = [name for name in detectors if name not in DETECTORS]
-    if unknown:
-        raise ValueError(f"unknown detector {unknown[0]!r}; known: {', '.join(DETECTORS)}")
+    finders, uses_ner = _finders(tuple(detectors))
     settings = settings or options()
-    names = list(dict.fromkeys(detectors))
-    entities = _batch_entities(texts) if any(DETECTORS[n].uses_ner for n in names) else None
+    entities = _batch_entities(texts) if uses_ner else None
     results = []
     for index, text in enumerate(texts):
         scan = Scan(text, settings)
         if entities is not None:
             scan.entities = _entities_of(entities, index)
         candidates: list[Candidate] = []
-        for name in names:
-            candidates.extend(_run(name, DETECTORS[name].find, scan))
+        for name, find in finders:
+            candidates.extend(_run(name, find, scan))
         for pattern in patterns:
             candidates.extend(_run(pattern.key, pattern.find, scan))
         results.append(resolve(candidates))
     return results
+
+
+def _finders(detectors: tuple[str, ...]) -> tuple[tuple[tuple[str, Callable], ...], bool]:
+    """Each named detector once, with its function; whether one needs the recognizer. Looked
+    up once per list of names (and again if DETECTORS changed since)."""
+    known = _FINDERS.get(detectors)
+    if known is not None and all(map(operator.is_, known[0], map(DETECTORS.get, detectors))):
+        return known[1], known[2]
+    unknown = [name for name in detectors if name not in DETECTORS]
+    if unknown:
+        raise ValueError(f"unknown detector {unknown[0]!r}; known: {', '.join(DETECTORS)}")
+    names = tuple(dict.fromkeys(detectors))
+    finders = tuple((name, DETECTORS[name].find) for name in names)
+    uses_ner = any(DETECTORS[name].uses_ner for name in names)
+    if len(_FINDERS) < 256:
+        _FINDERS[detectors] = (tuple(map(DETECTORS.get, detectors)), finders, uses_ner)
+    return finders, uses_ner
+
+
+_FINDERS: dict[tuple[str, ...], tuple] = {}
 
 
 def _run(key: str, find: Callable[[Scan], Iterable[Span]], scan: Scan) -> list[Candidate]:
@@ -256,6 +274,8 @@ def find_spans(
 
 def clear_caches() -> None:
     """Forget the values detectors remembered (benchmarks time cold lookups with it)."""
-    from connectors.detectors import phones
+    from connectors.detectors import context, phones
 
     phones.valid_numbers.cache_clear()
+    phones.is_possible.cache_clear()
+    context.table.cache_clear()

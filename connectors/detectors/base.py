@@ -2,8 +2,9 @@
 
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -17,7 +18,8 @@ DEFAULT_ID_COUNTRIES = ("US", "GB", "DE", "FR", "ES", "IT", "NL")
 
 # Digits and what separates their groups in legacy exports: spaces, tabs, dots, dashes (and
 # the dashes word processors put instead), slashes, brackets, non-breaking spaces.
-NUMBER_RUN = re.compile(r"\d(?:[ \t.\-/()\u00a0\u2010-\u2015]{0,3}\d)*")
+# A lone digit is no detector's concern: a run holds two at least.
+NUMBER_RUN = re.compile(r"\d(?:[ \t.\-/()\u00a0\u2010-\u2015]{0,3}\d)+")
 SEPARATORS = re.compile(r"\D")
 
 
@@ -64,29 +66,40 @@ class Scan:
         return self.cache["lower"]
 
     def mentions(self, *words: str) -> bool:
-        lower = self.lower
-        return any(word in lower for word in words)
+        key = ("mentions", words)
+        if key not in self.cache:
+            self.cache[key] = bool(words) and _any_of(words).search(self.lower) is not None
+        return self.cache[key]
 
-    def runs(self, digits: int) -> Iterator[tuple[int, int]]:
+    def runs(self, digits: int) -> list[tuple[int, int]]:
         """Where the runs of at least `digits` digits are (with the separators people put
         between groups). One pass over the text finds them for every numeric detector."""
+        return [(start, end) for start, end, _ in self.counted_runs(digits)]
+
+    def counted_runs(self, digits: int) -> list[tuple[int, int, int]]:
+        """The same runs with how many digits each holds."""
         runs = self.cache.get("runs")
         if runs is None:
-            text = self.text
-            runs = self.cache["runs"] = [
-                (start, end, end - start - len(SEPARATORS.findall(text, start, end)))
-                for start, end in map(re.Match.span, NUMBER_RUN.finditer(text))
-            ]
-        for start, end, count in runs:
-            if count >= digits:
-                yield start, end
+            runs = self.cache["runs"] = []
+            for match in NUMBER_RUN.finditer(self.text):
+                run = match.group()
+                count = len(run) if run.isdigit() else len(run) - len(SEPARATORS.findall(run))
+                runs.append((match.start(), match.end(), count))
+        return [run for run in runs if run[2] >= digits]
 
-    def windows(self, digits: int, before: int, after: int) -> Iterator[tuple[int, int]]:
+    def windows(self, digits: int, before: int, after: int) -> list[tuple[int, int]]:
         """The runs of at least `digits` digits, widened by `before` and `after` characters:
         the numeric detectors run their patterns there, not at every character of the text."""
         length = len(self.text)
-        for start, end in self.runs(digits):
-            yield max(0, start - before), min(length, end + after)
+        return [
+            (start - before if start > before else 0, min(length, end + after))
+            for start, end in self.runs(digits)
+        ]
+
+
+@lru_cache(maxsize=256)
+def _any_of(words: tuple[str, ...]) -> re.Pattern:
+    return re.compile("|".join(map(re.escape, words)))
 
 
 def setting(name: str, default):

@@ -211,21 +211,24 @@ def adjustment(text: str, start: int, end: int, kind: str) -> float:
     words = WORD.findall(text[max(0, start - RAISE_WINDOW) : start].lower())
     if not words:
         return 0.0
-    near = len(WORD.findall(text[max(0, start - LOWER_WINDOW) : start]))
+    near = -1  # how many words the last LOWER_WINDOW characters hold, counted when needed
     # The closest cue decides: look back from the candidate.
     for last in range(len(words) - 1, -1, -1):
         word = words[last]
-        phrases = [word]
+        phrases = (word,)
         if word in _ENDS_LONGER_CUE:
-            phrases += [
+            phrases += tuple(
                 " ".join(words[last - length + 1 : last + 1])
                 for length in range(2, min(LONGEST_CUE, last + 1) + 1)
-            ]
+            )
         for phrase in phrases:
             if phrase in raising:
                 return RAISE_BY
-            if phrase in lowering and len(words) - last <= near:
-                return -LOWER_BY
+            if phrase in lowering:
+                if near < 0:
+                    near = len(WORD.findall(text[max(0, start - LOWER_WINDOW) : start]))
+                if len(words) - last <= near:
+                    return -LOWER_BY
     return 0.0
 
 
@@ -236,6 +239,12 @@ DELIMITERS = ("\t", ";", "|", ",")
 
 def cells(line: str, delimiter: str) -> list[tuple[int, int]]:
     """Where each cell of a delimited line is (a quoted cell may hold the delimiter)."""
+    if '"' not in line:
+        spans, start = [], 0
+        for cell in line.split(delimiter):
+            spans.append((start, start + len(cell)))
+            start += len(cell) + 1
+        return spans
     spans, start, quoted = [], 0, False
     for index, char in enumerate(line):
         if char == '"':
@@ -256,9 +265,10 @@ def table(text: str) -> tuple[str, int, tuple[str, ...]] | None:
     lines = text.split("\n")
     offset = 0
     for number, line in enumerate(lines[:-1]):
-        for delimiter in DELIMITERS:
+        # A header holds no digits.
+        for delimiter in () if any(map(str.isdigit, line)) else DELIMITERS:
             count = line.count(delimiter)
-            if count == 0 or any(char.isdigit() for char in line):
+            if count == 0:
                 continue
             if lines[number + 1].count(delimiter) < count:
                 continue

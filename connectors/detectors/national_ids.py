@@ -157,6 +157,20 @@ FORMATS = (
     ),
 )
 _BY_NAME = {format.name: format for format in FORMATS}
+# How many digits each numeric format holds. Its separators are ones a digit run (Scan.runs)
+# may hold, so all its digits lie in one run: a run of fewer digits cannot begin it. A French
+# NIR born in Corsica (2A, 2B) holds six digits before its letter.
+DIGITS = {
+    "ssn": 9,
+    "itin": 9,
+    "nino": 6,
+    "nir": 6,
+    "idnr": 11,
+    "dni": 8,
+    "nie": 7,
+    "bsn": 9,
+    "ssn_bare": 9,
+}
 _ALONE = {format.name: re.compile(format.pattern) for format in FORMATS}
 
 
@@ -184,17 +198,28 @@ def scan_formats(scan: Scan, names: list[str], kind: str, least: int = 6) -> Ite
     numeric = tuple(name for name in names if name not in INTERLEAVED)
     after = 0
     if numeric:
-        pattern, length = _numeric(numeric), len(text)
-        for run_start, run_end in scan.runs(least):
-            # Only around the runs of digits, not over the whole text: the regular expression
-            # engine's own scan tries each place a format can begin.
+        length = len(text)
+        for run_start, run_end, count in scan.counted_runs(least):
+            # Only around the runs of digits, not over the whole text, and only the formats
+            # that fit in as many digits: the regular expression engine's own scan tries each
+            # place a format can begin.
+            fitting = _fitting(numeric, count)
+            if not fitting:
+                continue
             start = max(0, run_start - AROUND)
             if start < after:
                 start = after
-            for match in pattern.finditer(text, start, min(length, run_end + AFTER)):
-                if match.start() < run_end:
+            pattern, end = _numeric(fitting), min(length, run_end + AFTER)
+            # The formats are asked only where one can begin, as the engine's own scan would
+            # find them (leftmost first, none inside the one before), without trying each
+            # character of the window.
+            for begin in BEGINNINGS.finditer(text, start, run_end):
+                if begin.start() < after:
+                    continue
+                match = pattern.match(text, begin.start(), end)
+                if match is not None:
                     after = match.end()
-                    yield from _validated(scan, match, numeric, kind)
+                    yield from _validated(scan, match, fitting, kind)
     interleaved = tuple(name for name in names if name in INTERLEAVED)
     if interleaved:
         for match in combined(interleaved).finditer(text):
@@ -204,6 +229,12 @@ def scan_formats(scan: Scan, names: list[str], kind: str, least: int = 6) -> Ite
 # Where a numeric format can begin: the first digit of a group, or a letter not inside a word
 # before one (AB 12 34 56 C, X-1234567-L). One check at each place, before the formats.
 BEGINNING = r"(?:(?<!\d)(?=\d)|(?<![A-Za-z0-9])(?=[A-Za-z][A-Za-z]?[ \-]?\d))"
+BEGINNINGS = re.compile(BEGINNING)
+
+
+@lru_cache(maxsize=1024)
+def _fitting(names: tuple[str, ...], count: int) -> tuple[str, ...]:
+    return tuple(name for name in names if DIGITS[name] <= count)
 
 
 @lru_cache(maxsize=256)

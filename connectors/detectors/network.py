@@ -1,4 +1,5 @@
-"""IPv4 and IPv6 addresses, validated by the standard library's ipaddress."""
+"""IPv4 and IPv6 addresses: octets at most 255, IPv6 validated by the standard library's
+ipaddress."""
 
 import ipaddress
 import re
@@ -24,11 +25,10 @@ def find_ipv4(scan: Scan) -> Iterator[Span]:
 
 def _ipv4_in(text: str, window: tuple[int, int]) -> Iterator[Span]:
     for match in IPV4.finditer(text, *window):
-        # Leading zeros (192.168.001.010) are how some exports write them; ipaddress refuses them.
-        octets = [str(int(octet)) for octet in match.group().split(".")]
-        try:
-            ipaddress.IPv4Address(".".join(octets))
-        except ValueError:
+        # Four groups of one to three digits (the pattern's), each at most 255: what
+        # ipaddress.IPv4Address checks, leading zeros (192.168.001.010, how some exports write
+        # them) allowed.
+        if any(int(octet) > 255 for octet in match.group().split(".")):
             continue
         start, end = match.span()
         yield Span(start, end, "ipv4", 0.8 + context.adjustment(text, start, end, "ipv4"))

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import phonenumbers
 
-from connectors.detectors import context
+from connectors.detectors import context, phone_parsing
 from connectors.detectors.base import MIN_CONFIDENCE, Scan, Span
 
 CANDIDATE = re.compile(
@@ -107,7 +107,10 @@ def _matches(text: str, regions: tuple[str, ...]) -> tuple[tuple[int, int, float
             # What the matcher at leniency VALID checks, without its search for a number
             # inside the text (the candidate is the number): valid, and written with its trunk
             # prefix where the region needs one (_regions_for saw to that).
-            if not _may_be_valid(text, region):
+            valid = phone_parsing.is_valid(text, region)
+            if valid:
+                return ((0, len(text), _confidence(text)),)
+            if valid is False or not _may_be_valid(text, region):
                 continue
             try:
                 number = phonenumbers.parse(text, region)
@@ -201,11 +204,14 @@ def _prefix_pattern(pattern: str) -> re.Pattern:
 def is_possible(raw: str, regions: tuple[str, ...]) -> bool:
     text = normalized(raw)
     for region in _regions_for(text, regions):
-        try:
-            if phonenumbers.is_possible_number(phonenumbers.parse(text, region)):
-                return True
-        except phonenumbers.NumberParseException:
-            continue
+        possible = phone_parsing.is_possible(text, region)
+        if possible is None:
+            try:
+                possible = phonenumbers.is_possible_number(phonenumbers.parse(text, region))
+            except phonenumbers.NumberParseException:
+                continue
+        if possible:
+            return True
     return False
 
 
@@ -215,9 +221,20 @@ def _regions_for(text: str, regions: tuple[str, ...]) -> tuple[str, ...]:
     those where it cannot start with one (no North American number starts with 0)."""
     if text.startswith("+"):
         return regions[:1]
-    if text.startswith("00"):  # dialled from a region whose international prefix is 00
+    if text.startswith("00"):
+        return _regions_by_start("00", regions)
+    first = FIRST_DIGIT.search(text)
+    return _regions_by_start("0" if first and first.group() == "0" else "", regions)
+
+
+FIRST_DIGIT = re.compile(r"\d")
+
+
+@lru_cache(maxsize=256)
+def _regions_by_start(start: str, regions: tuple[str, ...]) -> tuple[str, ...]:
+    if start == "00":  # dialled from a region whose international prefix is 00
         return tuple(region for region in regions if _dialling_out(region) == "00")[:1]
-    first = next((char for char in text if char.isdigit()), "")
+    first = start
     return tuple(
         region
         for region in regions
