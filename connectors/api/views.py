@@ -231,20 +231,25 @@ def record_webhook_id(request) -> None:
 def commit_jobs(
     request, connector: Connector, submissions: list[Submission], is_batch: bool
 ) -> list[tuple[Job, bool]]:
-    """Store the jobs (and the webhook id) in one transaction.
+    """Prepare the records (no lock held), then store the jobs and the webhook id in one
+    transaction.
 
     Once that committed the jobs exist, so a failure of a step that runs on commit (the enqueue)
     must not refuse the request: the reconciler enqueues what that step could not.
     """
     actor = audit.Actor.api_key(request.auth, request.META.get("REMOTE_ADDR"))
+    try:
+        prepared = jobs.prepare(connector, submissions)
+    except jobs.RecordRejected as rejected:
+        raise rejection(rejected, is_batch) from None
     committed = []
     try:
         with transaction.atomic():
-            # Registered first, so it runs first on commit, before jobs.submit's enqueue.
+            # Registered first, so it runs first on commit, before jobs.store's enqueue.
             transaction.on_commit(lambda: committed.append(True))
             record_webhook_id(request)
             try:
-                results = jobs.submit(connector, submissions, actor)
+                results = jobs.store(prepared, actor)
             except jobs.RecordRejected as rejected:
                 raise rejection(rejected, is_batch) from None
     except Exception:
@@ -269,24 +274,15 @@ def answer(created: list[Job], wait: int) -> Response:
     """202 with the job refs, or 200 with the jobs if they finish within `wait` seconds.
 
     The jobs are committed: whatever fails now, the answer is still 202, or a caller without an
-    Idempotency-Key would send the records again and create second jobs.
+    Idempotency-Key would send the records again and create second jobs. A new job's status is
+    the one its on-commit enqueue set on it (no query).
     """
     try:
         if wait and (finished := wait_for(created, wait)) is not None:
             return Response({"jobs": JobSerializer(finished, many=True).data}, status.HTTP_200_OK)
-        refresh_statuses(created)
     except Exception:
         logger.exception("jobs committed; answering 202 with their last known status")
     return Response({"jobs": JobRefSerializer(created, many=True).data}, 202)
-
-
-def refresh_statuses(created: list[Job]) -> None:
-    """The enqueue ran on commit, after these objects were loaded: show the status it set."""
-    statuses = dict(
-        Job.objects.filter(id__in=[job.id for job in created]).values_list("id", "status")
-    )
-    for job in created:
-        job.status = statuses.get(job.id, job.status)
 
 
 def wait_for(created: list[Job], seconds: int) -> list[Job] | None:
