@@ -22,7 +22,17 @@ from rq import Queue
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 
-from connectors import audit, batches, broker, crypto, exports, intake_plans, lifecycle, pipeline
+from connectors import (
+    audit,
+    batches,
+    broker,
+    bulk,
+    crypto,
+    exports,
+    intake_plans,
+    lifecycle,
+    pipeline,
+)
 from connectors.errors import PipelineError
 from connectors.models import Connector, Job
 from connectors.work import Submission
@@ -129,8 +139,16 @@ def store(
     enqueue the new ones on commit. See `submit`."""
     connector, submissions, positions = prepared.connector, prepared.submissions, prepared.positions
     keys, candidates = prepared.keys, prepared.candidates
+    # Stored as queued in the RQ jobs they will be sent in on commit (no second write): if that
+    # send fails they go back to pending, and if the process dies first the reconciler finds
+    # them queued with no RQ job (find_stale_queued).
+    now = timezone.now()
+    for chunk in batched(candidates, connector.batch_size):
+        rq_id = rq_job_id([str(chunk[0].id)])
+        for candidate in chunk:
+            candidate.status, candidate.enqueued_at, candidate.rq_job_id = Status.QUEUED, now, rq_id
     with transaction.atomic():
-        Job.objects.bulk_create(candidates, ignore_conflicts=True, batch_size=500)
+        bulk.insert(candidates, ignore_conflicts=True)
         if prepared.chosen_keys:
             by_key = {}
             for chunk in batched(keys, 500):
@@ -166,8 +184,7 @@ def store(
             for job in created
         )
         if created:
-            size = connector.batch_size
-            transaction.on_commit(lambda: enqueue_new(created, size), robust=True)  # 202 anyway
+            transaction.on_commit(lambda: enqueue_created(created), robust=True)  # 202 anyway
     return results
 
 
@@ -215,15 +232,36 @@ def enqueue(job_ids: Sequence[str]) -> int:
     return len(send(chunks, attempts))
 
 
-def enqueue_new(created: list[Job], batch_size: int) -> None:
-    """The on-commit enqueue of jobs just created by one connector: their batch size and
-    attempts are known (no SELECT), and the objects get the status it set (the answer's)."""
-    ids = [str(job.id) for job in created]
-    sent = send([list(chunk) for chunk in batched(ids, batch_size)], dict.fromkeys(ids, 0))
-    now = timezone.now()
+def enqueue_created(created: list[Job]) -> None:
+    """The on-commit send of jobs `store` committed as queued, in the RQ jobs they name. If
+    Redis refuses, they become pending again (the reconciler enqueues them after the grace)."""
+    chunks: dict[str, list[str]] = {}
     for job in created:
-        if (rq_id := sent.get(str(job.id))) is not None:
-            job.status, job.enqueued_at, job.rq_job_id = Status.QUEUED, now, rq_id
+        chunks.setdefault(job.rq_job_id, []).append(str(job.id))
+    try:
+        get_queue().enqueue_many([rq_job_data(chunk, rq_id) for rq_id, chunk in chunks.items()])
+    except RedisError as error:
+        logger.warning(
+            "Redis unavailable (%s); %d jobs wait for the reconciler",
+            type(error).__name__,
+            len(created),
+        )
+        Job.objects.filter(
+            id__in=[job.id for job in created], status=Status.QUEUED, rq_job_id__in=list(chunks)
+        ).update(status=Status.PENDING, enqueued_at=None, rq_job_id="")
+        for job in created:
+            job.status, job.enqueued_at, job.rq_job_id = Status.PENDING, None, ""
+
+
+def rq_job_data(chunk: list[str], rq_id: str):
+    return Queue.prepare_data(
+        run_batch,
+        args=(chunk,),
+        job_id=rq_id,
+        timeout=RQ_JOB_TIMEOUT,
+        result_ttl=0,
+        failure_ttl=24 * 3600,
+    )
 
 
 def send(chunks: list[list[str]], attempts: dict[str, int]) -> dict[str, str]:
@@ -235,17 +273,7 @@ def send(chunks: list[list[str]], attempts: dict[str, int]) -> dict[str, str]:
     queue = get_queue()
     try:
         queue.enqueue_many(
-            [
-                Queue.prepare_data(
-                    run_batch,
-                    args=(chunk,),
-                    job_id=rq_id,
-                    timeout=RQ_JOB_TIMEOUT,
-                    result_ttl=0,
-                    failure_ttl=24 * 3600,
-                )
-                for chunk, rq_id in zip(chunks, rq_ids, strict=True)
-            ]
+            [rq_job_data(chunk, rq_id) for chunk, rq_id in zip(chunks, rq_ids, strict=True)]
         )
     except RedisError as error:
         logger.warning(
