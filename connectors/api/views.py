@@ -12,7 +12,7 @@ from rest_framework import exceptions, permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from connectors import audit, crypto, jobs
+from connectors import audit, crypto, database, jobs
 from connectors.api import answer_formats, body_formats, schema, soap, wsdl
 from connectors.api.authentication import ApiKeyAuthentication, read_body
 from connectors.api.errors import ApiError
@@ -244,7 +244,7 @@ def commit_jobs(
         raise rejection(rejected, is_batch) from None
     committed = []
     try:
-        with transaction.atomic():
+        with database.one_writer_per_process(), transaction.atomic():
             # Registered first, so it runs first on commit, before jobs.store's enqueue.
             transaction.on_commit(lambda: committed.append(True))
             record_webhook_id(request)
