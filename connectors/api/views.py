@@ -28,8 +28,8 @@ from connectors.work import Submission
 
 logger = logging.getLogger(__name__)
 
-# ?wait= polls the database soon after the commit (a fast answer is not held back by a long
-# pause), then less and less often up to WAIT_POLL_SECONDS.
+# ?wait= polls the database every WAIT_FIRST_POLL_SECONDS for its first second (a fast answer
+# is not held back by a long pause), then less and less often up to WAIT_POLL_SECONDS.
 WAIT_FIRST_POLL_SECONDS = 0.01
 WAIT_POLL_SECONDS = 0.1
 
@@ -288,7 +288,8 @@ def answer(created: list[Job], wait: int) -> Response:
 def wait_for(created: list[Job], seconds: int) -> list[Job] | None:
     """Poll the database until every job finished, or give up after `seconds`."""
     ids = [job.id for job in created]
-    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    deadline = started + seconds
     pause = WAIT_FIRST_POLL_SECONDS
     while time.monotonic() < deadline:
         finished = list(Job.objects.select_related("connector__provider").filter(id__in=ids))
@@ -296,7 +297,8 @@ def wait_for(created: list[Job], seconds: int) -> list[Job] | None:
             order = {job_id: index for index, job_id in enumerate(ids)}
             return sorted(finished, key=lambda job: order[job.id])
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 1.2, WAIT_POLL_SECONDS)
+        if time.monotonic() - started > 1:
+            pause = min(pause * 1.5, WAIT_POLL_SECONDS)
     return None
 
 
