@@ -68,10 +68,14 @@ def claim(job_ids: list[str], worker: str = "", *, fill_to: int = 0) -> list[Job
 
 
 def claim_more(connector_id: int, worker: str, count: int) -> list[Job]:
-    """Up to `count` of the connector's oldest claimable jobs, claimed as `claim` does: a
-    running batch refills the provider's free slots with records that arrived meanwhile."""
+    """Up to `count` of the connector's oldest pending or queued jobs, claimed as `claim` does:
+    a running batch refills the provider's free slots with records that arrived meanwhile.
+    Failed jobs are left to their retry time and the reconciler (a batch does not retry its own
+    failures)."""
     now = timezone.now()
-    claimable = Job.objects.claimable(now).filter(connector_id=connector_id)
+    claimable = Job.objects.filter(
+        connector_id=connector_id, status__in=[Status.PENDING, Status.QUEUED]
+    )
     if count <= 0 or not claimable.exists():  # no write lock (SQLite) when there is nothing
         return []
     with transaction.atomic():

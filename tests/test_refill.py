@@ -106,3 +106,23 @@ def test_a_worker_asked_to_stop_claims_no_more(make_connector, slow_provider):
     assert Job.objects.filter(status=Status.SUCCEEDED).count() == 2  # the claim's batch only
     assert Job.objects.filter(status=Status.QUEUED).count() == 3
     assert len(rq_ids_waiting()) == 3  # their RQ jobs still run them
+
+
+def test_the_refill_leaves_failed_jobs_to_their_retry_and_the_reconciler(
+    make_connector, slow_provider
+):
+    connector = make_connector("failing", provider=slow_provider, batch_size=1)
+    [own] = queued_one_by_one(connector, 1)
+    retry_now = Job.objects.create(
+        connector=connector,
+        idempotency_key="due",
+        status=Status.FAILED,
+        next_attempt_at=None,  # due now: the reconciler's to enqueue, not the refill's
+        input_data={"text": "x"},
+        prompt="p",
+    )
+
+    batches.run_batch([str(own.id)], worker="test")
+
+    assert Job.objects.get(pk=own.pk).status == Status.SUCCEEDED
+    assert Job.objects.get(pk=retry_now.pk).status == Status.FAILED
