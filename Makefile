@@ -30,6 +30,7 @@ format: install
 bench: install
 	$(BIN)/python bench/intake.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/end_to_end.py
 	$(BIN)/python bench/file_drop.py --rows 100000
 	$(BIN)/python bench/db_poll.py --rows 10000
 	$(BIN)/python bench/redaction.py

@@ -1,9 +1,11 @@
 """Shared set-up for benchmarks: a throwaway var/ directory (SQLite or DATABASE_URL) and Redis."""
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,3 +77,48 @@ def summarising_connector(slug: str, provider, batch_size: int):
         is_required=True,
     )
     return connector
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(
+    environment: dict, port: int, *, workers: int = 2, app: str = "console.wsgi"
+) -> subprocess.Popen:
+    """gunicorn as the README's production section runs it (workers x 4 threads, DEBUG off),
+    returned once it answers."""
+    import httpx
+
+    command = [
+        *(sys.executable, "-m", "gunicorn", app, "--pythonpath", f"{ROOT},{ROOT / 'bench'}"),
+        *("--bind", f"127.0.0.1:{port}", "--workers", str(workers)),
+        *("--threads", "4", "--log-level", "warning"),
+    ]
+    server = subprocess.Popen(command, env=production(environment), cwd=ROOT)
+    for _ in range(200):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/api/v1/health/", timeout=1)
+            return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return server
+
+
+def production(environment: dict) -> dict:
+    """DEBUG off, with the secrets development generated into the var dir, plain HTTP."""
+    import json
+
+    secrets = json.loads((Path(environment["INTERLOCK_VAR_DIR"]) / "dev-secrets.json").read_text())
+    return {**environment, **secrets, "DEBUG": "false", "SECURE_SSL_REDIRECT": "false"}
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)

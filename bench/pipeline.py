@@ -3,6 +3,10 @@ local test server (the one the tests use, speaking the vendor's wire format).
 
     python bench/pipeline.py [--records 2000] [--latency-ms 0] [--concurrency 8] [--one-per-request]
                              [--kind demo|openai|anthropic|bedrock|…] [--budget]
+    python bench/pipeline.py --webhooks [--records 300] [--latency-ms 100] [--concurrency 8]
+
+--webhooks sends single-record webhooks end to end instead, through gunicorn, a running worker
+and the demo provider (bench/end_to_end.py).
 
 Rates are measured from the first claim to the last finish (the worker process's start-up is
 excluded; the wall time including it is printed too). With --latency-ms 0 the AI answers
@@ -24,8 +28,8 @@ SHAPES = "fork:1,simple:1,fork:20,simple:20,simple:100"
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--records", type=int, default=2000)
-    parser.add_argument("--latency-ms", type=float, default=0)
+    parser.add_argument("--records", type=int, help="default 2000 (300 with --webhooks)")
+    parser.add_argument("--latency-ms", type=float, help="default 0 (100 with --webhooks)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--shapes", default=SHAPES, help="worker-class:batch-size, comma-separated")
     parser.add_argument(
@@ -43,7 +47,22 @@ def main() -> None:
         action="store_true",
         help="give each connector a day budget no record exhausts: every call reserves and settles",
     )
+    parser.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="single-record webhooks through gunicorn and a running worker (bench/end_to_end.py)",
+    )
     arguments = parser.parse_args()
+    if arguments.webhooks:
+        import end_to_end
+
+        arguments.records = arguments.records or 300
+        arguments.latency_ms = 100 if arguments.latency_ms is None else arguments.latency_ms
+        arguments.clients, arguments.lone, arguments.batch_size = 8, 20, 100
+        end_to_end.run(arguments)
+        return
+    arguments.records = arguments.records or 2000
+    arguments.latency_ms = arguments.latency_ms or 0
     environment = prepare_environment()
     environment["OUTBOUND_ALLOWED_NETWORKS"] = "127.0.0.0/8"
     server = None if arguments.kind == "demo" else kinds.start(arguments.kind, arguments.latency_ms)

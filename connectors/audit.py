@@ -18,7 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from connectors import crypto
+from connectors import bulk, crypto
 from connectors.models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -107,7 +107,7 @@ def record_many(entries: Iterable[Entry]) -> None:
                 event.public_hash,
             )
             events.append(event)
-        AuditEvent.objects.bulk_create(events)
+        bulk.insert(events)
         head.save(update_fields=["sequence", "hash", "public_hash"])
 
 

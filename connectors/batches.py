@@ -4,19 +4,37 @@ The AI calls of a batch run in threads, bounded by the provider's concurrency (t
 network I/O only; the database is touched here, between them). While calls run, the worker
 renews its jobs' leases every heartbeat; a worker that dies stops renewing, and the reconciler
 gives its jobs to another (lifecycle.recover_lost).
+
+A batch is refilled while it runs: whenever provider slots free up, the worker claims the
+connector's jobs that were queued meanwhile (up to `batch_size` in hand), so records that
+arrive one per request share the provider's concurrency instead of running one RQ job at a
+time. The RQ jobs of the records it took are dropped from the queue (they would find nothing
+to claim). A lone record is never held back: the batch ends as soon as nothing is in flight
+and nothing is queued.
 """
 
 import logging
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
+from redis.exceptions import RedisError
+from rq import Queue, get_current_job
+from rq.job import Job as RQJob
 
-from connectors import lifecycle, pipeline
+from connectors import broker, lifecycle, pipeline, rq_worker
 from connectors.database import reconnecting
 from connectors.errors import PipelineError
 from connectors.models import Job
 from connectors.work import Outcome
+
+# While provider slots are idle, how often a running batch looks for newly queued jobs.
+REFILL_POLL_SECONDS = 0.05
+# How long an RQ job whose jobs are all taken stays in Redis (a worker may be running it).
+DISCARDED_RQ_JOB_TTL = 60
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +52,17 @@ def run_batch(job_ids: list[str], *, worker: str = "") -> None:
     except Exception as error:  # a bug, or a driver that cannot load: retried, as a transient
         fail_all(jobs, PipelineError(f"cannot prepare connector: {error}", permanent=False))
         return
+    connector = jobs[0].connector
+    refill = Refill(
+        connector_id=connector.id,
+        worker=worker,
+        batch_size=max(1, connector.batch_size),
+        until=time.monotonic() + settings.BATCH_REFILL_SECONDS,
+        own_rq_id=current_rq_id(),
+    )
+    discard_taken(jobs, refill)
     try:
-        run_concurrently(runtime, jobs)
+        run_concurrently(runtime, jobs, refill)
     finally:
         runtime.close()
 
@@ -51,23 +78,90 @@ def claim_with_batch_size(job_ids: list[str], worker: str) -> list[Job]:
     return lifecycle.claim(job_ids, worker, fill_to=batch_size or 0)
 
 
+@dataclass(frozen=True)
+class Refill:
+    """What a running batch may claim more of: its connector's jobs, up to `batch_size` in hand,
+    until `until` (monotonic; other connectors' RQ jobs wait meanwhile) or a worker shutdown."""
+
+    connector_id: int
+    worker: str
+    batch_size: int
+    until: float
+    own_rq_id: str = ""
+
+    def wanted(self, in_hand: int, concurrency: int) -> int:
+        """How many to claim now: none while the batch has enough in hand; in chunks of the
+        provider's concurrency (one claim per wave, not per answer), or at once when slots idle."""
+        if time.monotonic() > self.until or rq_worker.shutdown_requested.is_set():
+            return 0
+        room = self.batch_size - in_hand
+        if room <= 0:
+            return 0
+        return room if in_hand < concurrency or room >= min(concurrency, self.batch_size) else 0
+
+    def claim(self, count: int) -> list[Job]:
+        jobs = reconnecting(
+            lifecycle.claim_more, self.connector_id, self.worker, count, what="claiming jobs"
+        )
+        discard_taken(jobs, self)
+        return jobs
+
+
+def current_rq_id() -> str:
+    rq_job = get_current_job()
+    return rq_job.id if rq_job is not None else ""
+
+
+def discard_taken(jobs: list[Job], refill: Refill) -> None:
+    """Drop from the queue the RQ jobs all of whose jobs this batch took: a worker that dequeued
+    them would only find their jobs taken. Best effort: one left behind claims nothing."""
+    rq_ids = {job.rq_job_id for job in jobs if job.rq_job_id and job.rq_job_id != refill.own_rq_id}
+    if not rq_ids:
+        return
+    pending = Job.objects.claimable(timezone.now()).filter(
+        connector_id=refill.connector_id, rq_job_id__in=rq_ids
+    )
+    taken = rq_ids - set(pending.values_list("rq_job_id", flat=True))
+    if not taken:
+        return
+    try:
+        redis = broker.get_redis()
+        queue_key = Queue(settings.RQ_QUEUE_NAME, connection=redis).key
+        with redis.pipeline(transaction=False) as pipe:
+            for rq_id in taken:
+                pipe.lrem(queue_key, 1, rq_id)
+                pipe.expire(RQJob.key_for(rq_id), DISCARDED_RQ_JOB_TTL)
+            pipe.execute()
+    except RedisError as error:
+        logger.warning("cannot drop %d taken RQ jobs (%s)", len(taken), type(error).__name__)
+
+
 def fail_all(jobs: list[Job], error: PipelineError) -> None:
     failed = [(job, Outcome(job_id=str(job.id), error=error)) for job in jobs]
     reconnecting(lifecycle.finish_many, failed, what="recording outcomes")
 
 
-def run_concurrently(runtime: pipeline.Runtime, jobs: list[Job]) -> None:
+def run_concurrently(
+    runtime: pipeline.Runtime, jobs: list[Job], refill: Refill | None = None
+) -> None:
     by_id = {str(job.id): job for job in jobs}
-    pool = ThreadPoolExecutor(max_workers=min(runtime.concurrency, len(jobs)))
+    concurrency = runtime.concurrency
+    pool = ThreadPoolExecutor(max_workers=concurrency if refill else min(concurrency, len(jobs)))
     running: set[Future] = {pool.submit(pipeline.execute, runtime, job) for job in jobs}
+    renewed = time.monotonic()
     try:
         while running:
-            done, running = wait(
-                running, timeout=settings.JOB_HEARTBEAT_SECONDS, return_when=FIRST_COMPLETED
-            )
+            idle = refill is not None and len(running) < concurrency
+            timeout = REFILL_POLL_SECONDS if idle else settings.JOB_HEARTBEAT_SECONDS
+            done, running = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
             record(runtime, by_id, [future.result() for future in done])
-            if running:
+            if refill is not None and (wanted := refill.wanted(len(running), concurrency)):
+                for job in refill.claim(wanted):
+                    by_id[str(job.id)] = job
+                    running.add(pool.submit(pipeline.execute, runtime, job))
+            if running and time.monotonic() - renewed >= settings.JOB_HEARTBEAT_SECONDS / 2:
                 reconnecting(lifecycle.extend_leases, list(by_id), what="renewing leases")
+                renewed = time.monotonic()
     except BaseException:
         # RQ's job timeout or a shutdown: calls not started never will be (their leases run
         # out and they run again, once); calls in flight finish and are recorded, so nothing

@@ -15,7 +15,7 @@ import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from connectors import audit, budget_config, prices, validation
+from connectors import audit, budget_config, intake_plans, prices, validation
 from connectors.models import (
     Connector,
     Credential,
@@ -530,6 +530,7 @@ def _apply_global_rules(items: list[dict], actor: audit.Actor, summary: ImportSu
     RedactionRule.objects.bulk_create(
         [_rule(item, None, position) for position, item in enumerate(items)]
     )
+    intake_plans.changed(None)  # bulk writes send no signal
     audit.record("redaction.update", actor, changes={"global rules": [before, wanted]})
     summary.updated.append("global redaction rules")
 
@@ -616,3 +617,4 @@ def _replace_children(connector: Connector, item: dict) -> None:
             for position, entry in enumerate(item.get("redaction") or [])
         ]
     )
+    intake_plans.changed(connector.pk)  # bulk writes send no signal

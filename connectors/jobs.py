@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,7 +22,17 @@ from rq import Queue
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 
-from connectors import audit, batches, broker, crypto, exports, lifecycle, pipeline
+from connectors import (
+    audit,
+    batches,
+    broker,
+    bulk,
+    crypto,
+    exports,
+    intake_plans,
+    lifecycle,
+    pipeline,
+)
 from connectors.errors import PipelineError
 from connectors.models import Connector, Job
 from connectors.work import Submission
@@ -50,6 +61,19 @@ class RecordRejected(Exception):
         self.error = error
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Records mapped, redacted and rendered, as job rows not yet stored (`positions`: each
+    one's index in the submission; `chosen_keys`: whether any caller chose its key)."""
+
+    connector: Connector
+    submissions: list[Submission]
+    positions: list[int]
+    keys: list[str]
+    candidates: list[Job]
+    chosen_keys: bool
+
+
 def submit(
     connector: Connector,
     submissions: Sequence[Submission],
@@ -64,7 +88,17 @@ def submit(
     before anything is stored, unless `rejected` is given: then it is appended there and skipped
     (file and database sources report such rows instead of refusing the whole batch).
     """
-    plan = pipeline.load_intake_plan(connector)
+    return store(prepare(connector, submissions, rejected=rejected), actor, rejected=rejected)
+
+
+def prepare(
+    connector: Connector,
+    submissions: Sequence[Submission],
+    *,
+    rejected: list[RecordRejected] | None = None,
+) -> Prepared:
+    """Map, redact and render each record (reads only: no write lock is needed yet)."""
+    plan = intake_plans.plan_for(connector)
     prepared, accepted, positions = [], [], []
     for index, submission in enumerate(submissions):
         try:
@@ -76,8 +110,7 @@ def submit(
             continue
         accepted.append(submission)
         positions.append(index)
-    submissions = accepted
-    keys = [s.idempotency_key or str(uuid.uuid4()) for s in submissions]
+    keys = [s.idempotency_key or str(uuid.uuid4()) for s in accepted]
     candidates = [
         Job(
             id=uuid.uuid4(),
@@ -93,15 +126,37 @@ def submit(
             prompt=record.prompt,
             provider_name=connector.provider.name,
         )
-        for key, submission, record in zip(keys, submissions, prepared, strict=True)
+        for key, submission, record in zip(keys, accepted, prepared, strict=True)
     ]
+    chosen = any(submission.idempotency_key for submission in accepted)
+    return Prepared(connector, accepted, positions, keys, candidates, chosen)
+
+
+def store(
+    prepared: Prepared, actor: audit.Actor, *, rejected: list[RecordRejected] | None = None
+) -> list[tuple[Job, bool]]:
+    """Insert the rows and their audit events in one transaction (the chain head last);
+    enqueue the new ones on commit. See `submit`."""
+    connector, submissions, positions = prepared.connector, prepared.submissions, prepared.positions
+    keys, candidates = prepared.keys, prepared.candidates
+    # Stored as queued in the RQ jobs they will be sent in on commit (no second write): if that
+    # send fails they go back to pending, and if the process dies first the reconciler finds
+    # them queued with no RQ job (find_stale_queued).
+    now = timezone.now()
+    for chunk in batched(candidates, connector.batch_size):
+        rq_id = rq_job_id([str(chunk[0].id)])
+        for candidate in chunk:
+            candidate.status, candidate.enqueued_at, candidate.rq_job_id = Status.QUEUED, now, rq_id
     with transaction.atomic():
-        Job.objects.bulk_create(candidates, ignore_conflicts=True, batch_size=500)
-        by_key = {}
-        for chunk in batched(keys, 500):
-            for job in Job.objects.filter(connector=connector, idempotency_key__in=chunk):
-                job.connector = connector  # str(job) in the audit entry needs it: no query each
-                by_key[job.idempotency_key] = job
+        bulk.insert(candidates, ignore_conflicts=True)
+        if prepared.chosen_keys:
+            by_key = {}
+            for chunk in batched(keys, 500):
+                for job in Job.objects.filter(connector=connector, idempotency_key__in=chunk):
+                    job.connector = connector  # str(job) in the audit entry: no query each
+                    by_key[job.idempotency_key] = job
+        else:  # every key is a new UUID: every candidate was inserted, as it is
+            by_key = {candidate.idempotency_key: candidate for candidate in candidates}
         # New only if this very candidate was inserted (two records of one batch may share a key).
         results = [
             (by_key[key], by_key[key].id == candidate.id)
@@ -129,8 +184,7 @@ def submit(
             for job in created
         )
         if created:
-            ids = [str(job.id) for job in created]
-            transaction.on_commit(lambda: enqueue(ids), robust=True)  # committed: 202 all the same
+            transaction.on_commit(lambda: enqueue_created(created), robust=True)  # 202 anyway
     return results
 
 
@@ -170,38 +224,66 @@ def enqueue(job_ids: Sequence[str]) -> int:
         by_connector.setdefault(connector_id, []).append(str(job_id))
         sizes[connector_id] = batch_size
         attempts[str(job_id)] = attempts_used
-    batches = [
+    chunks = [
         list(chunk)
         for connector_id, ids in by_connector.items()
         for chunk in batched(ids, sizes[connector_id])
     ]
-    if not batches:
-        return 0
-    rq_ids = [rq_job_id(chunk) for chunk in batches]
+    return len(send(chunks, attempts))
+
+
+def enqueue_created(created: list[Job]) -> None:
+    """The on-commit send of jobs `store` committed as queued, in the RQ jobs they name. If
+    Redis refuses, they become pending again (the reconciler enqueues them after the grace)."""
+    chunks: dict[str, list[str]] = {}
+    for job in created:
+        chunks.setdefault(job.rq_job_id, []).append(str(job.id))
+    try:
+        get_queue().enqueue_many([rq_job_data(chunk, rq_id) for rq_id, chunk in chunks.items()])
+    except RedisError as error:
+        logger.warning(
+            "Redis unavailable (%s); %d jobs wait for the reconciler",
+            type(error).__name__,
+            len(created),
+        )
+        Job.objects.filter(
+            id__in=[job.id for job in created], status=Status.QUEUED, rq_job_id__in=list(chunks)
+        ).update(status=Status.PENDING, enqueued_at=None, rq_job_id="")
+        for job in created:
+            job.status, job.enqueued_at, job.rq_job_id = Status.PENDING, None, ""
+
+
+def rq_job_data(chunk: list[str], rq_id: str):
+    return Queue.prepare_data(
+        run_batch,
+        args=(chunk,),
+        job_id=rq_id,
+        timeout=RQ_JOB_TIMEOUT,
+        result_ttl=0,
+        failure_ttl=24 * 3600,
+    )
+
+
+def send(chunks: list[list[str]], attempts: dict[str, int]) -> dict[str, str]:
+    """One RQ job per chunk; the jobs no worker has run meanwhile become queued. Returns each
+    sent job's RQ job id (nothing when Redis is down: the reconciler retries)."""
+    if not chunks:
+        return {}
+    rq_ids = [rq_job_id(chunk) for chunk in chunks]
     queue = get_queue()
     try:
         queue.enqueue_many(
-            [
-                Queue.prepare_data(
-                    run_batch,
-                    args=(chunk,),
-                    job_id=rq_id,
-                    timeout=RQ_JOB_TIMEOUT,
-                    result_ttl=0,
-                    failure_ttl=24 * 3600,
-                )
-                for chunk, rq_id in zip(batches, rq_ids, strict=True)
-            ]
+            [rq_job_data(chunk, rq_id) for chunk, rq_id in zip(chunks, rq_ids, strict=True)]
         )
     except RedisError as error:
         logger.warning(
             "Redis unavailable (%s); %d jobs wait for the reconciler",
             type(error).__name__,
-            len(job_ids),
+            len(attempts),
         )
-        return 0
+        return {}
     now = timezone.now()
-    for chunk, rq_id in zip(batches, rq_ids, strict=True):
+    for chunk, rq_id in zip(chunks, rq_ids, strict=True):
         # Only jobs no worker has run meanwhile: one that already ran and failed again (its
         # attempts moved on) keeps its status and its backoff.
         by_attempts: dict[int, list[str]] = {}
@@ -211,7 +293,7 @@ def enqueue(job_ids: Sequence[str]) -> int:
             Job.objects.filter(
                 id__in=ids, status__in=[Status.PENDING, Status.FAILED], attempts=attempts_used
             ).update(status=Status.QUEUED, enqueued_at=now, rq_job_id=rq_id)
-    return sum(len(chunk) for chunk in batches)
+    return {job_id: rq_id for chunk, rq_id in zip(chunks, rq_ids, strict=True) for job_id in chunk}
 
 
 def batched(items: Sequence, size: int) -> list[Sequence]:

@@ -65,42 +65,65 @@ def claim(job_ids: list[str], worker: str = "", *, fill_to: int = 0) -> list[Job
                 .order_by("created_at")
                 .values(*ROW_FIELDS)[: fill_to - len(rows)]
             )
-        ids = [row["id"] for row in rows]
-        waited_ms = {
-            row["id"]: max(0, int((now - waited_since(row)).total_seconds() * 1000)) for row in rows
-        }
-        Job.objects.filter(id__in=ids).update(
-            status=Status.RUNNING,
-            attempts=F("attempts") + 1,
-            lease_expires_at=lease_until(now),
+        return _start(rows, worker, now)
+
+
+def claim_more(connector_id: int, worker: str, count: int) -> list[Job]:
+    """Up to `count` of the connector's oldest pending or queued jobs, claimed as `claim` does:
+    a running batch refills the provider's free slots with records that arrived meanwhile.
+    Failed jobs are left to their retry time and the reconciler (a batch does not retry its own
+    failures)."""
+    now = timezone.now()
+    claimable = Job.objects.filter(
+        connector_id=connector_id, status__in=[Status.PENDING, Status.QUEUED]
+    )
+    if count <= 0 or not claimable.exists():  # no write lock (SQLite) when there is nothing
+        return []
+    with transaction.atomic():
+        rows = list(
+            claimable.select_for_update(skip_locked=True)
+            .order_by("created_at")
+            .values(*ROW_FIELDS)[:count]
+        )
+        return _start(rows, worker, now) if rows else []
+
+
+def _start(rows: list[dict], worker: str, now) -> list[Job]:
+    """The claim itself, inside the caller's transaction; the audit events last."""
+    ids = [row["id"] for row in rows]
+    waited_ms = {
+        row["id"]: max(0, int((now - waited_since(row)).total_seconds() * 1000)) for row in rows
+    }
+    Job.objects.filter(id__in=ids).update(
+        status=Status.RUNNING,
+        attempts=F("attempts") + 1,
+        lease_expires_at=lease_until(now),
+        started_at=now,
+        next_attempt_at=None,
+    )
+    jobs = list(Job.objects.select_related("connector__provider__credential").filter(id__in=ids))
+    for job in jobs:  # the job row gets it with the outcome (one UPDATE per job anyway)
+        job.queue_wait_ms = waited_ms[job.id]
+    JobAttempt.objects.bulk_create(
+        JobAttempt(
+            job=job,
+            number=job.attempts,
             started_at=now,
-            next_attempt_at=None,
+            worker=worker,
+            queue_wait_ms=waited_ms[job.id],
         )
-        jobs = list(
-            Job.objects.select_related("connector__provider__credential").filter(id__in=ids)
+        for job in jobs
+    )
+    audit.record_many(
+        audit.entry_for(
+            "job.started",
+            SYSTEM,
+            job,
+            connector=job.connector.slug,
+            changes={"attempt": job.attempts, "worker": worker},
         )
-        for job in jobs:  # the job row gets it with the outcome (one UPDATE per job anyway)
-            job.queue_wait_ms = waited_ms[job.id]
-        JobAttempt.objects.bulk_create(
-            JobAttempt(
-                job=job,
-                number=job.attempts,
-                started_at=now,
-                worker=worker,
-                queue_wait_ms=waited_ms[job.id],
-            )
-            for job in jobs
-        )
-        audit.record_many(
-            audit.entry_for(
-                "job.started",
-                SYSTEM,
-                job,
-                connector=job.connector.slug,
-                changes={"attempt": job.attempts, "worker": worker},
-            )
-            for job in jobs
-        )
+        for job in jobs
+    )
     return jobs
 
 

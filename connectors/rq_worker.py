@@ -9,6 +9,7 @@ event seen from the other side (RQ's bookkeeping finds its job gone) and is hand
 """
 
 import logging
+import threading
 import time
 
 from redis.exceptions import RedisError
@@ -16,6 +17,8 @@ from rq import SimpleWorker, Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
 logger = logging.getLogger(__name__)
+# Set when this process's worker is asked to stop: a running batch claims no more jobs.
+shutdown_requested = threading.Event()
 
 # Redis gone, or Redis lost RQ's record of the job (flushed, restarted without persistence).
 REDIS_LOST = (RedisError, InvalidJobOperation, NoSuchJobError)
@@ -28,6 +31,7 @@ class OutageTolerant:
 
     def request_stop(self, signum, frame):
         self.stop_requested = True
+        shutdown_requested.set()
         super().request_stop(signum, frame)
 
     def execute_job(self, job, queue):
@@ -89,6 +93,7 @@ def work_until_stopped(make_worker, *, burst: bool, ping) -> None:
     builds the n-th worker: each gets a name of its own, as the one before may not have been
     able to register its death."""
     started = 0
+    shutdown_requested.clear()
     while True:
         try:
             worker = make_worker(started)  # RQ's constructor talks to Redis already

@@ -323,6 +323,8 @@ JOB_STALE_QUEUED_SECONDS = envfloat("JOB_STALE_QUEUED_SECONDS", default=15.0, at
 JOB_LEASE_SECONDS = envfloat("JOB_LEASE_SECONDS", default=30.0, above=0)
 JOB_HEARTBEAT_SECONDS = envfloat("JOB_HEARTBEAT_SECONDS", default=5.0, above=0)
 JOB_PENDING_GRACE_SECONDS = envfloat("JOB_PENDING_GRACE_SECONDS", default=5.0, at_least=0)
+# How long a running batch keeps claiming its connector's newly queued jobs (0: never).
+BATCH_REFILL_SECONDS = envfloat("BATCH_REFILL_SECONDS", default=30.0, at_least=0)
 # How long a worker keeps retrying a database that went away before giving its jobs up.
 DATABASE_RETRY_SECONDS = envfloat("DATABASE_RETRY_SECONDS", default=60.0, at_least=0)
 RETRY_BASE_SECONDS = envfloat("RETRY_BASE_SECONDS", default=5.0, at_least=0)

@@ -263,16 +263,15 @@ def test_jobs_committed_before_the_database_went_away_are_answered_202(
 ):
     """A refusal after the commit would make a caller without an Idempotency-Key send the
     records again: a second job for each."""
-    enqueue = jobs.enqueue
+    enqueue_created = jobs.enqueue_created
 
-    def enqueue_as_the_database_goes_away(job_ids):
+    def enqueue_as_the_database_goes_away(created):
         if moment == "before_enqueue":
             make_the_database_unreachable(monkeypatch)
-        enqueued = enqueue(job_ids)
+        enqueue_created(created)
         make_the_database_unreachable(monkeypatch)
-        return enqueued
 
-    monkeypatch.setattr(jobs, "enqueue", enqueue_as_the_database_goes_away)
+    monkeypatch.setattr(jobs, "enqueue_created", enqueue_as_the_database_goes_away)
     body = {"records": [{"text": "a"}, {"text": "b"}]}
     try:
         response = post_records(client, "invoices", body, key=key, query=query)
@@ -284,11 +283,37 @@ def test_jobs_committed_before_the_database_went_away_are_answered_202(
     refs = response.json()["jobs"]
     stored = dict(Job.objects.values_list("id", "status"))
     assert sorted(ref["id"] for ref in refs) == sorted(str(job_id) for job_id in stored)
-    assert [ref["status"] for ref in refs] == ["pending", "pending"]  # the last status known
+    # Committed as queued in the RQ job the enqueue sends (it needs Redis, not the database).
+    assert [ref["status"] for ref in refs] == ["queued", "queued"]
+    assert set(stored.values()) == {"queued"}
     if moment == "before_enqueue":
-        assert set(stored.values()) == {"pending"}
-        jobs.reconcile(now=timezone.now() + timedelta(minutes=1))  # enqueues what was not
+        jobs.reconcile(now=timezone.now() + timedelta(minutes=1))  # nothing lost: left alone
         assert set(Job.objects.values_list("status", flat=True)) == {"queued"}
+
+
+def test_jobs_whose_process_died_before_the_enqueue_are_enqueued_by_the_reconciler(
+    client, key, monkeypatch, settings
+):
+    monkeypatch.setattr(jobs, "enqueue_created", lambda created: None)  # died at the commit
+    response = post_records(client, "invoices", {"text": "a"}, key=key)
+    monkeypatch.undo()
+    [job] = Job.objects.all()
+    assert response.status_code == 202 and job.status == "queued"
+    assert jobs.get_queue().count == 0  # its RQ job was never sent
+
+    counts = jobs.reconcile(now=timezone.now() + timedelta(seconds=60))
+
+    assert counts["stale_queued"] == 1
+    assert jobs.get_queue().count == 1
+
+
+def test_jobs_that_redis_refused_at_intake_are_pending_again(client, key, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    body = {"records": [{"text": "a"}, {"text": "b"}]}
+    response = post_records(client, "invoices", body, key=key)
+
+    assert [ref["status"] for ref in response.json()["jobs"]] == ["pending", "pending"]
+    assert set(Job.objects.values_list("status", "rq_job_id")) == {("pending", "")}
 
 
 @pytest.mark.parametrize("depth", [600, 5000, 100_000])

@@ -34,20 +34,23 @@ def drain(timeout: float = 20.0) -> None:
     raise AssertionError(f"jobs still unfinished after {timeout}s: {unfinished}")
 
 
-def start_worker_process(settings, redis_url, *, stderr=None, **env) -> subprocess.Popen:
-    """`manage.py run_worker` in its own process, on this test's database and Redis."""
+def database_url(settings) -> str:
+    """This test's database, as another process reaches it."""
     database = settings.DATABASES["default"]
     if database["ENGINE"].endswith("sqlite3"):
-        database_url = f"sqlite:///{database['NAME']}"
-    else:
-        url = urlsplit(os.environ["DATABASE_URL"])
-        database_url = url._replace(path=f"/{database['NAME']}").geturl()
+        return f"sqlite:///{database['NAME']}"
+    url = urlsplit(os.environ["DATABASE_URL"])
+    return url._replace(path=f"/{database['NAME']}").geturl()
+
+
+def start_worker_process(settings, redis_url, *, stderr=None, **env) -> subprocess.Popen:
+    """`manage.py run_worker` in its own process, on this test's database and Redis."""
     return subprocess.Popen(
         [sys.executable, "manage.py", "run_worker"],
         cwd=ROOT,
         env={
             **os.environ,
-            "DATABASE_URL": database_url,
+            "DATABASE_URL": database_url(settings),
             "REDIS_URL": redis_url,
             "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",
             **env,

@@ -11,6 +11,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
 
 from connectors import (
     audit,
@@ -438,7 +439,10 @@ class ConnectorAdmin(AuditedModelAdmin):
 
     def set_enabled(self, request, queryset, is_enabled: bool) -> None:
         for connector in queryset.exclude(is_enabled=is_enabled):
-            Connector.objects.filter(pk=connector.pk).update(is_enabled=is_enabled)
+            # updated_at too: API key caches and source consumers key on it.
+            Connector.objects.filter(pk=connector.pk).update(
+                is_enabled=is_enabled, updated_at=timezone.now()
+            )
             audit.record(
                 "connector.update",
                 actor_for(request),

@@ -19,7 +19,10 @@ from rest_framework.authentication import BaseAuthentication
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from connectors import crypto
-from connectors.api import schema  # noqa: F401  (registers the OpenAPI description)
+from connectors.api import (
+    key_cache,
+    schema,  # noqa: F401  (registers the OpenAPI description)
+)
 from connectors.api.errors import ApiError
 from connectors.models import ApiKey
 
@@ -57,11 +60,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         plain = presented_key(request)
         if plain is None:
             return None
-        api_key = (
-            ApiKey.objects.select_related("connector__provider")
-            .filter(key_hash=crypto.sha256_hex(plain), revoked_at__isnull=True)
-            .first()
-        )
+        api_key = key_cache.active_key(crypto.sha256_hex(plain))
         if api_key is None:
             raise ApiError(
                 status.HTTP_401_UNAUTHORIZED,

@@ -12,7 +12,7 @@ from rest_framework import exceptions, permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from connectors import audit, crypto, jobs
+from connectors import audit, crypto, database, jobs
 from connectors.api import answer_formats, body_formats, schema, soap, wsdl
 from connectors.api.authentication import ApiKeyAuthentication, read_body
 from connectors.api.errors import ApiError
@@ -28,6 +28,9 @@ from connectors.work import Submission
 
 logger = logging.getLogger(__name__)
 
+# ?wait= polls the database every WAIT_FIRST_POLL_SECONDS for its first second (a fast answer
+# is not held back by a long pause), then less and less often up to WAIT_POLL_SECONDS.
+WAIT_FIRST_POLL_SECONDS = 0.01
 WAIT_POLL_SECONDS = 0.1
 
 
@@ -228,20 +231,25 @@ def record_webhook_id(request) -> None:
 def commit_jobs(
     request, connector: Connector, submissions: list[Submission], is_batch: bool
 ) -> list[tuple[Job, bool]]:
-    """Store the jobs (and the webhook id) in one transaction.
+    """Prepare the records (no lock held), then store the jobs and the webhook id in one
+    transaction.
 
     Once that committed the jobs exist, so a failure of a step that runs on commit (the enqueue)
     must not refuse the request: the reconciler enqueues what that step could not.
     """
     actor = audit.Actor.api_key(request.auth, request.META.get("REMOTE_ADDR"))
+    try:
+        prepared = jobs.prepare(connector, submissions)
+    except jobs.RecordRejected as rejected:
+        raise rejection(rejected, is_batch) from None
     committed = []
     try:
-        with transaction.atomic():
-            # Registered first, so it runs first on commit, before jobs.submit's enqueue.
+        with database.one_writer_per_process(), transaction.atomic():
+            # Registered first, so it runs first on commit, before jobs.store's enqueue.
             transaction.on_commit(lambda: committed.append(True))
             record_webhook_id(request)
             try:
-                results = jobs.submit(connector, submissions, actor)
+                results = jobs.store(prepared, actor)
             except jobs.RecordRejected as rejected:
                 raise rejection(rejected, is_batch) from None
     except Exception:
@@ -266,36 +274,31 @@ def answer(created: list[Job], wait: int) -> Response:
     """202 with the job refs, or 200 with the jobs if they finish within `wait` seconds.
 
     The jobs are committed: whatever fails now, the answer is still 202, or a caller without an
-    Idempotency-Key would send the records again and create second jobs.
+    Idempotency-Key would send the records again and create second jobs. A new job's status is
+    the one its on-commit enqueue set on it (no query).
     """
     try:
         if wait and (finished := wait_for(created, wait)) is not None:
             return Response({"jobs": JobSerializer(finished, many=True).data}, status.HTTP_200_OK)
-        refresh_statuses(created)
     except Exception:
         logger.exception("jobs committed; answering 202 with their last known status")
     return Response({"jobs": JobRefSerializer(created, many=True).data}, 202)
 
 
-def refresh_statuses(created: list[Job]) -> None:
-    """The enqueue ran on commit, after these objects were loaded: show the status it set."""
-    statuses = dict(
-        Job.objects.filter(id__in=[job.id for job in created]).values_list("id", "status")
-    )
-    for job in created:
-        job.status = statuses.get(job.id, job.status)
-
-
 def wait_for(created: list[Job], seconds: int) -> list[Job] | None:
     """Poll the database until every job finished, or give up after `seconds`."""
     ids = [job.id for job in created]
-    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    deadline = started + seconds
+    pause = WAIT_FIRST_POLL_SECONDS
     while time.monotonic() < deadline:
         finished = list(Job.objects.select_related("connector__provider").filter(id__in=ids))
         if all(job.is_finished for job in finished):
             order = {job_id: index for index, job_id in enumerate(ids)}
             return sorted(finished, key=lambda job: order[job.id])
-        time.sleep(WAIT_POLL_SECONDS)
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        if time.monotonic() - started > 1:
+            pause = min(pause * 1.5, WAIT_POLL_SECONDS)
     return None
 
 

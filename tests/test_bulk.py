@@ -1,0 +1,66 @@
+"""bulk.insert stores what bulk_create would; a 1,000-record body's events still chain."""
+
+import uuid
+
+import pytest
+
+from connectors import audit, bulk
+from connectors.models import AuditEvent, Job
+from tests.conftest import post_records
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def connector(make_connector):
+    return make_connector("invoices")
+
+
+def job(connector, key: str, **fields) -> Job:
+    return Job(
+        id=uuid.uuid4(),
+        connector=connector,
+        idempotency_key=key,
+        input_data={"text": "é ✓", "n": [1, 2.5, None]},
+        redaction_hits={"email": 1},
+        prompt="Classify: x",
+        **fields,
+    )
+
+
+def test_a_row_inserted_in_bulk_reads_back_as_bulk_create_stores_it(connector):
+    ours, theirs = job(connector, "ours"), job(connector, "theirs")
+    bulk.insert([ours])
+    Job.objects.bulk_create([theirs])
+
+    fields = [
+        f.attname
+        for f in Job._meta.concrete_fields
+        if f.attname not in ("id", "idempotency_key", "created_at")
+    ]
+    stored = {j.idempotency_key: j for j in Job.objects.all()}
+    assert {f: getattr(stored["ours"], f) for f in fields} == {
+        f: getattr(stored["theirs"], f) for f in fields
+    }
+    assert stored["ours"].created_at == ours.created_at
+
+
+def test_conflicting_rows_are_skipped_when_asked(connector):
+    bulk.insert([job(connector, "same")])
+    bulk.insert([job(connector, "same"), job(connector, "other")], ignore_conflicts=True)
+
+    assert sorted(Job.objects.values_list("idempotency_key", flat=True)) == ["other", "same"]
+
+
+def test_the_events_of_a_1000_record_body_chain_and_verify(client, connector, api_key):
+    key = api_key(connector)[1]
+    body = {"records": [{"text": f"record {n}"} for n in range(1000)]}
+
+    assert post_records(client, "invoices", body, key=key).status_code == 202
+
+    assert AuditEvent.objects.filter(action="job.created").count() == 1000
+    sequences = list(AuditEvent.objects.order_by("sequence").values_list("sequence", flat=True))
+    assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+    assert audit.verify().is_valid
+    AuditEvent.objects.filter(sequence=sequences[500]).update(changes={"tampered": True})
+    assert not audit.verify().is_valid

@@ -1,0 +1,121 @@
+"""Intake caches the connector's plan and the API key's row in each process, keyed by update
+stamps: an edit, a revocation or a disable takes effect at once, in this process and from
+another one."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.urls import reverse
+
+from connectors import audit, config
+from connectors.models import ApiKey, FieldMapping, Job, RedactionRule
+from tests.conftest import post_records
+from tests.worker import ROOT, database_url
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def connector(make_connector):
+    return make_connector("invoices")
+
+
+def in_another_process(settings, code: str) -> None:
+    """Run Django code in a process of its own, on this test's database."""
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url(settings)},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def test_a_key_revoked_in_another_process_is_refused_at_once(client, connector, key, settings):
+    assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 202
+
+    in_another_process(
+        settings,
+        "from django.utils import timezone; from connectors.models import ApiKey; "
+        "ApiKey.objects.update(revoked_at=timezone.now())",
+    )
+
+    response = post_records(client, "invoices", {"text": "b"}, key=key)
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_api_key"
+    assert Job.objects.count() == 1
+
+
+def test_a_connector_disabled_in_another_process_refuses_at_once(client, connector, key, settings):
+    assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 202
+
+    in_another_process(
+        settings,
+        "from connectors.models import Connector; c = Connector.objects.get(slug='invoices'); "
+        "c.is_enabled = False; c.save()",
+    )
+
+    assert post_records(client, "invoices", {"text": "b"}, key=key).status_code == 503
+
+
+def test_a_mapping_edited_in_another_process_applies_to_the_next_record(
+    client, connector, key, settings
+):
+    assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 202
+
+    in_another_process(
+        settings,
+        "from connectors.models import FieldMapping; m = FieldMapping.objects.get(); "
+        "m.source_path = 'note'; m.save()",
+    )
+
+    response = post_records(client, "invoices", {"text": "b"}, key=key)
+    assert response.status_code == 422  # `note` is required now, and missing
+    assert post_records(client, "invoices", {"note": "c"}, key=key).status_code == 202
+
+
+def test_a_global_rule_added_applies_to_the_next_record_of_every_connector(client, connector, key):
+    post_records(client, "invoices", {"text": "mail ann@example.com"}, key=key)
+    RedactionRule.objects.create(connector=None, detector="email", action="mask", position=0)
+
+    post_records(client, "invoices", {"text": "mail bob@example.com"}, key=key)
+
+    first, second = Job.objects.order_by("created_at").values_list("input_data", flat=True)
+    assert "ann@example.com" in first["text"]
+    assert "bob@example.com" not in second["text"]
+
+
+def test_a_config_import_that_replaces_the_mappings_applies_at_once(client, connector, key):
+    assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 202
+    document = config.export_config()
+    [item] = [c for c in document["connectors"] if c["slug"] == "invoices"]
+    item["input_mapping"] = [{"from": "note", "to": "text", "required": True}]
+
+    config.import_config(document, audit.Actor.system("test"))
+
+    assert FieldMapping.objects.get(connector=connector, direction="input").source_path == "note"
+    assert post_records(client, "invoices", {"text": "b"}, key=key).status_code == 422
+
+
+def test_a_key_whose_networks_are_narrowed_is_refused_from_elsewhere_at_once(
+    client, connector, key
+):
+    assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 202
+    api_key = ApiKey.objects.get()
+    api_key.allowed_networks = ["10.0.0.0/8"]
+    api_key.save()
+
+    assert post_records(client, "invoices", {"text": "b"}, key=key).status_code == 403
+
+
+def test_a_connector_disabled_by_the_admin_action_refuses_at_once(
+    client, admin_client, connector, key
+):
+    assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 202
+    changelist = reverse("admin:connectors_connector_changelist")
+
+    admin_client.post(changelist, {"action": "disable", "_selected_action": [str(connector.pk)]})
+
+    assert post_records(client, "invoices", {"text": "b"}, key=key).status_code == 503
