@@ -239,3 +239,16 @@ def test_table_cells_are_split_as_the_quote_aware_loop_splits_them():
         line = "".join(rng.choice('ab1 ,;|\t"') for _ in range(rng.randint(0, 30)))
         for delimiter in context.DELIMITERS:
             assert context.cells(line, delimiter) == _cells_as_they_were(line, delimiter), line
+
+
+@pytest.mark.parametrize("countries", [DEFAULT_ID_COUNTRIES, ("US",)])
+def test_ssns_are_found_as_when_every_format_is_tried_everywhere(countries):
+    # The labels a bare number needs are asked only of a text with a run long enough for it.
+    options = Options(id_countries=countries)
+    texts = _id_texts(3000)
+    expected = [
+        list(_formats_everywhere(Scan(text, options), ["ssn", "ssn_bare"], "ssn", least=9))
+        for text in texts
+    ]
+    assert sum(map(len, expected)) > 50
+    assert [list(national_ids.find_ssns(Scan(text, options))) for text in texts] == expected
