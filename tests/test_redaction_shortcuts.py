@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from stdnum import iban as stdnum_iban
+from stdnum import numdb
 
 from connectors.detectors import context, national_ids, network, patterns
 from connectors.detectors.base import DEFAULT_ID_COUNTRIES, Options, Scan
@@ -96,6 +97,39 @@ def test_the_iban_check_digits_never_turn_away_an_iban_stdnum_takes():
     for number, is_valid in zip(numbers, valid, strict=True):
         if is_valid:
             assert patterns._mod_97(number), number
+
+
+def test_iban_country_formats_are_read_as_stdnum_reads_them():
+    # Every country of stdnum's registry, and codes it does not know, with BBANs of the right
+    # shape and of shapes one character off; the check digits made to hold, as the detector
+    # asks only then.
+    rng = random.Random(RNG_SEED)
+    countries = [line[:2] for line in _registry_lines()]
+    numbers = []
+    for country in [*countries, "XX", "QQ", "AA"]:
+        structure = (numdb.get("iban").info(country)[0][1] or {}).get("bban", "4!a12!n")
+        for _ in range(12):
+            body = []
+            for size, kind in re.findall(r"(\d+)!([nac])", structure):
+                size = int(size) + (rng.choice([-1, 1]) if rng.random() < 0.15 else 0)
+                if rng.random() < 0.1:
+                    kind = rng.choice("nac")
+                alphabet = {"n": "0123456789", "a": "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}.get(
+                    kind, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                )
+                body.extend(rng.choice(alphabet) for _ in range(max(size, 0)))
+            bban = "".join(body)
+            number = country + stdnum_iban.calc_check_digits(country + "00" + bban) + bban
+            numbers.append(number.lower() if rng.random() < 0.3 else number)
+    numbers += [number for number in _ibans(2000) if patterns._mod_97(number)]
+    expected = [stdnum_iban.is_valid(number, check_country=False) for number in numbers]
+    assert sum(expected) > 500 and not all(expected)
+    assert [patterns._has_country_format(number) for number in numbers] == expected
+
+
+def _registry_lines() -> list[str]:
+    path = Path(stdnum_iban.__file__).with_name("iban.dat")
+    return [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
 
 
 def _labelled_ids() -> list[str]:
