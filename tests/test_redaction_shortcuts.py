@@ -286,3 +286,35 @@ def test_ssns_are_found_as_when_every_format_is_tried_everywhere(countries):
     ]
     assert sum(map(len, expected)) > 50
     assert [list(national_ids.find_ssns(Scan(text, options))) for text in texts] == expected
+
+
+def test_codici_fiscali_are_found_as_when_the_format_scans_every_text():
+    rng = random.Random(RNG_SEED)
+    real = [value for value in _labelled_ids() if len(value) == 16 and value[:6].isalpha()]
+    assert real
+    texts = []
+    for _ in range(3000):
+        value = rng.choice(real)
+        if rng.random() < 0.4:
+            index = rng.randrange(len(value))
+            value = value[:index] + rng.choice("0123456789AZ- ") + value[index + 1 :]
+        if rng.random() < 0.3:
+            value = value.lower()
+        texts.append(
+            f"{rng.choice(['CF', 'codice fiscale:', '', 'x'])}{rng.choice([' ', ''])}{value}"
+        )
+    pattern = national_ids.combined(national_ids.INTERLEAVED)
+    options = Options(id_countries=("IT",))
+    expected = [
+        [
+            span
+            for match in pattern.finditer(text)
+            for span in national_ids._validated(
+                Scan(text, options), match, national_ids.INTERLEAVED, "national_id"
+            )
+        ]
+        for text in texts
+    ]
+    assert sum(map(len, expected)) > 1000 and not all(expected)
+    found = [list(national_ids.find_national_ids(Scan(text, options))) for text in texts]
+    assert found == expected

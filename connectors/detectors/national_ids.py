@@ -185,6 +185,7 @@ AROUND = 3  # characters before a run (AB 12…, X-12…) and after it (…78Z)
 # A French NIR born in Corsica holds 2A or 2B: its run of digits stops there.
 AFTER = 14
 INTERLEAVED = ("codice_fiscale",)
+SIXTEEN_ALPHANUMERICS = re.compile(r"[A-Za-z0-9]{16}")
 
 
 def scan_formats(scan: Scan, names: list[str], kind: str, least: int = 6) -> Iterator[Span]:
@@ -223,7 +224,9 @@ def scan_formats(scan: Scan, names: list[str], kind: str, least: int = 6) -> Ite
                     yield from _validated(scan, match, fitting, kind)
     if interleaved:
         interleaved = _labelled(scan, interleaved, 0)
-        if interleaved:
+        # A codice fiscale is sixteen letters and digits: a text without such a word holds
+        # none (most do not; looking for the word costs half the format's own scan).
+        if interleaved and SIXTEEN_ALPHANUMERICS.search(text):
             for match in combined(interleaved).finditer(text):
                 yield from _validated(scan, match, interleaved, kind)
 
