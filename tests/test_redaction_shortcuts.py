@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from stdnum import iban as stdnum_iban
+from stdnum import numdb
 
 from connectors.detectors import context, national_ids, network, patterns
 from connectors.detectors.base import DEFAULT_ID_COUNTRIES, Options, Scan
@@ -96,6 +97,39 @@ def test_the_iban_check_digits_never_turn_away_an_iban_stdnum_takes():
     for number, is_valid in zip(numbers, valid, strict=True):
         if is_valid:
             assert patterns._mod_97(number), number
+
+
+def test_iban_country_formats_are_read_as_stdnum_reads_them():
+    # Every country of stdnum's registry, and codes it does not know, with BBANs of the right
+    # shape and of shapes one character off; the check digits made to hold, as the detector
+    # asks only then.
+    rng = random.Random(RNG_SEED)
+    countries = [line[:2] for line in _registry_lines()]
+    numbers = []
+    for country in [*countries, "XX", "QQ", "AA"]:
+        structure = (numdb.get("iban").info(country)[0][1] or {}).get("bban", "4!a12!n")
+        for _ in range(12):
+            body = []
+            for size, kind in re.findall(r"(\d+)!([nac])", structure):
+                size = int(size) + (rng.choice([-1, 1]) if rng.random() < 0.15 else 0)
+                if rng.random() < 0.1:
+                    kind = rng.choice("nac")
+                alphabet = {"n": "0123456789", "a": "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}.get(
+                    kind, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                )
+                body.extend(rng.choice(alphabet) for _ in range(max(size, 0)))
+            bban = "".join(body)
+            number = country + stdnum_iban.calc_check_digits(country + "00" + bban) + bban
+            numbers.append(number.lower() if rng.random() < 0.3 else number)
+    numbers += [number for number in _ibans(2000) if patterns._mod_97(number)]
+    expected = [stdnum_iban.is_valid(number, check_country=False) for number in numbers]
+    assert sum(expected) > 500 and not all(expected)
+    assert [patterns._has_country_format(number) for number in numbers] == expected
+
+
+def _registry_lines() -> list[str]:
+    path = Path(stdnum_iban.__file__).with_name("iban.dat")
+    return [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
 
 
 def _labelled_ids() -> list[str]:
@@ -239,3 +273,48 @@ def test_table_cells_are_split_as_the_quote_aware_loop_splits_them():
         line = "".join(rng.choice('ab1 ,;|\t"') for _ in range(rng.randint(0, 30)))
         for delimiter in context.DELIMITERS:
             assert context.cells(line, delimiter) == _cells_as_they_were(line, delimiter), line
+
+
+@pytest.mark.parametrize("countries", [DEFAULT_ID_COUNTRIES, ("US",)])
+def test_ssns_are_found_as_when_every_format_is_tried_everywhere(countries):
+    # The labels a bare number needs are asked only of a text with a run long enough for it.
+    options = Options(id_countries=countries)
+    texts = _id_texts(3000)
+    expected = [
+        list(_formats_everywhere(Scan(text, options), ["ssn", "ssn_bare"], "ssn", least=9))
+        for text in texts
+    ]
+    assert sum(map(len, expected)) > 50
+    assert [list(national_ids.find_ssns(Scan(text, options))) for text in texts] == expected
+
+
+def test_codici_fiscali_are_found_as_when_the_format_scans_every_text():
+    rng = random.Random(RNG_SEED)
+    real = [value for value in _labelled_ids() if len(value) == 16 and value[:6].isalpha()]
+    assert real
+    texts = []
+    for _ in range(3000):
+        value = rng.choice(real)
+        if rng.random() < 0.4:
+            index = rng.randrange(len(value))
+            value = value[:index] + rng.choice("0123456789AZ- ") + value[index + 1 :]
+        if rng.random() < 0.3:
+            value = value.lower()
+        texts.append(
+            f"{rng.choice(['CF', 'codice fiscale:', '', 'x'])}{rng.choice([' ', ''])}{value}"
+        )
+    pattern = national_ids.combined(national_ids.INTERLEAVED)
+    options = Options(id_countries=("IT",))
+    expected = [
+        [
+            span
+            for match in pattern.finditer(text)
+            for span in national_ids._validated(
+                Scan(text, options), match, national_ids.INTERLEAVED, "national_id"
+            )
+        ]
+        for text in texts
+    ]
+    assert sum(map(len, expected)) > 1000 and not all(expected)
+    found = [list(national_ids.find_national_ids(Scan(text, options))) for text in texts]
+    assert found == expected

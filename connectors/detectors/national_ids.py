@@ -185,28 +185,30 @@ AROUND = 3  # characters before a run (AB 12…, X-12…) and after it (…78Z)
 # A French NIR born in Corsica holds 2A or 2B: its run of digits stops there.
 AFTER = 14
 INTERLEAVED = ("codice_fiscale",)
+SIXTEEN_ALPHANUMERICS = re.compile(r"[A-Za-z0-9]{16}")
 
 
 def scan_formats(scan: Scan, names: list[str], kind: str, least: int = 6) -> Iterator[Span]:
     """Each candidate of the formats named, validated; when the format that matched does not
     validate, the others that match at the same place are tried (nine digits: a BSN or an SSN).
     The numeric formats are tried only in runs of at least `least` digits."""
-    names = [
-        name for name in names if (cues := _BY_NAME[name].cues) is None or scan.mentions(*cues)
-    ]
     text = scan.text
-    numeric = tuple(name for name in names if name not in INTERLEAVED)
+    numeric, interleaved = _split(tuple(names))
+    runs = scan.counted_runs(least) if numeric else ()
     after = 0
-    if numeric:
+    if runs:
+        # A format that needs its label counts only when the text holds it; asked only of a
+        # text with a run long enough for such a format (most texts have none).
+        numeric = _labelled(scan, numeric, max(count for _, _, count in runs))
         length = len(text)
-        for run_start, run_end, count in scan.counted_runs(least):
+        for run_start, run_end, count in runs:
             # Only around the runs of digits, not over the whole text, and only the formats
             # that fit in as many digits: the regular expression engine's own scan tries each
             # place a format can begin.
             fitting = _fitting(numeric, count)
             if not fitting:
                 continue
-            start = max(0, run_start - AROUND)
+            start = run_start - AROUND if run_start > AROUND else 0
             if start < after:
                 start = after
             pattern, end = _numeric(fitting), min(length, run_end + AFTER)
@@ -220,10 +222,34 @@ def scan_formats(scan: Scan, names: list[str], kind: str, least: int = 6) -> Ite
                 if match is not None:
                     after = match.end()
                     yield from _validated(scan, match, fitting, kind)
-    interleaved = tuple(name for name in names if name in INTERLEAVED)
     if interleaved:
-        for match in combined(interleaved).finditer(text):
-            yield from _validated(scan, match, interleaved, kind)
+        interleaved = _labelled(scan, interleaved, 0)
+        # A codice fiscale is sixteen letters and digits: a text without such a word holds
+        # none (most do not; looking for the word costs half the format's own scan).
+        if interleaved and SIXTEEN_ALPHANUMERICS.search(text):
+            for match in combined(interleaved).finditer(text):
+                yield from _validated(scan, match, interleaved, kind)
+
+
+@lru_cache(maxsize=256)
+def _split(names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The numeric formats and the interleaved ones, each in the order given."""
+    return (
+        tuple(name for name in names if name not in INTERLEAVED),
+        tuple(name for name in names if name in INTERLEAVED),
+    )
+
+
+def _labelled(scan: Scan, names: tuple[str, ...], digits: int) -> tuple[str, ...]:
+    """`names` without the formats whose label the text lacks. A format of more than `digits`
+    digits is kept without asking: no run can hold it, so it is never tried."""
+    return tuple(
+        name
+        for name in names
+        if (cues := _BY_NAME[name].cues) is None
+        or DIGITS.get(name, 0) > digits
+        or scan.mentions(*cues)
+    )
 
 
 # Where a numeric format can begin: the first digit of a group, or a letter not inside a word
