@@ -317,6 +317,18 @@ def _written(outcome: Outcome) -> dict:
     return {"target": written.target, "status": written.status, "detail": written.detail}
 
 
+# What a retried or re-sent job's row becomes: a fresh round, its attempts so far kept aside.
+REOPENED = dict(
+    status=Status.PENDING,
+    attempts_before_retry=F("attempts"),
+    next_attempt_at=None,
+    finished_at=None,
+    error_code="",
+    error_message="",
+    error_traceback="",
+)
+
+
 def retry_delay(attempts_used: int, retry_after: float | None) -> timedelta:
     """Exponential backoff with jitter; never sooner than the provider's Retry-After."""
     base = min(settings.RETRY_MAX_SECONDS, settings.RETRY_BASE_SECONDS * 2 ** (attempts_used - 1))
@@ -380,15 +392,7 @@ def retry(jobs, actor: audit.Actor) -> list[str]:
                 id=job.id,
                 status__in=[Status.FAILED, Status.DEAD, Status.CANCELLED],
                 payload_purged_at__isnull=True,
-            ).update(
-                status=Status.PENDING,
-                attempts_before_retry=F("attempts"),
-                next_attempt_at=None,
-                finished_at=None,
-                error_code="",
-                error_message="",
-                error_traceback="",
-            )
+            ).update(**REOPENED)
             if updated:
                 retried.append(job)
         audit.record_many(  # after the row locks: see the lock order above
@@ -422,15 +426,7 @@ def resend_write_back(jobs, actor: audit.Actor) -> list[str]:
                 continue
             updated = Job.objects.filter(
                 id=job.id, status=job.status, result__isnull=False, payload_purged_at__isnull=True
-            ).update(
-                status=Status.PENDING,
-                attempts_before_retry=F("attempts"),
-                next_attempt_at=None,
-                finished_at=None,
-                error_code="",
-                error_message="",
-                error_traceback="",
-            )
+            ).update(**REOPENED)
             if updated:
                 resent.append(job)
         audit.record_many(  # after the row locks: see the lock order above

@@ -43,6 +43,26 @@ KIND_GROUP = kind_forms.KindGroup(
 )
 
 
+MAIN_FIELDS = [
+    "name",
+    "kind",
+    "base_url",
+    "model",
+    "credential",
+    "timeout_seconds",
+    "max_concurrency",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "parameters",
+]
+PRICE_FIELDS = [
+    "price_per_1m_input",
+    "price_per_1m_output",
+    "price_per_1m_cached_input",
+    "currency",
+]
+
+
 class ProviderForm(forms.ModelForm):
     settings_raw = kind_forms.raw_switch_field()
     base_url = forms.URLField(
@@ -54,23 +74,7 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = [
-            "name",
-            "kind",
-            "base_url",
-            "model",
-            "credential",
-            "timeout_seconds",
-            "max_concurrency",
-            "requests_per_minute",
-            "tokens_per_minute",
-            "parameters",
-            "settings",
-            "price_per_1m_input",
-            "price_per_1m_output",
-            "price_per_1m_cached_input",
-            "currency",
-        ]
+        fields = [*MAIN_FIELDS, "settings", *PRICE_FIELDS]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -137,20 +141,7 @@ class ProviderAdmin(AuditedModelAdmin):
     fieldsets = [
         (
             None,
-            {
-                "fields": [
-                    "name",
-                    "kind",
-                    "base_url",
-                    "model",
-                    "credential",
-                    "timeout_seconds",
-                    "max_concurrency",
-                    "requests_per_minute",
-                    "tokens_per_minute",
-                    "parameters",
-                ]
-            },
+            {"fields": MAIN_FIELDS},
         ),
         (
             "Advanced: the kind's own settings as raw JSON",
@@ -158,14 +149,7 @@ class ProviderAdmin(AuditedModelAdmin):
         ),
         (
             "Prices",
-            {
-                "fields": [
-                    "price_per_1m_input",
-                    "price_per_1m_output",
-                    "price_per_1m_cached_input",
-                    "currency",
-                ]
-            },
+            {"fields": PRICE_FIELDS},
         ),
     ]
     actions = ["test_connection"]

@@ -35,10 +35,9 @@ TYPES = (
 )
 
 
-def is_valid(text: str, region: str) -> bool | None:
-    """What `is_valid_number_for_region(parse(text, region), region) or
-    is_valid_number(parse(text, region))` answers (False where parse raises), or None when
-    `text` is not of the shape this module follows the library on."""
+def _parsed(text: str, region: str):
+    """(plan, country code, national number) as parse would read `text` in `region`; False
+    where parse raises; None where this module does not follow parse."""
     if not SHORTCUT_CHARACTERS.issuperset(text) or "+" in text[1:]:
         return None
     plan = _plan(region)
@@ -47,7 +46,17 @@ def is_valid(text: str, region: str) -> bool | None:
     parsed = _parse(text, plan)
     if parsed is None or parsed is False:
         return parsed
-    code, national = parsed
+    return (plan, *parsed)
+
+
+def is_valid(text: str, region: str) -> bool | None:
+    """What `is_valid_number_for_region(parse(text, region), region) or
+    is_valid_number(parse(text, region))` answers (False where parse raises), or None when
+    `text` is not of the shape this module follows the library on."""
+    parsed = _parsed(text, region)
+    if parsed is None or parsed is False:
+        return parsed
+    plan, code, national = parsed
     if code == plan.code:
         if _is_valid_for(national, region):
             return True
@@ -60,15 +69,10 @@ def is_possible(text: str, region: str) -> bool | None:
     """What `is_possible_number(parse(text, region))` answers (False where parse raises), or
     None where this module does not follow parse: the national number's length is one the
     general description of its country code's main region allows (or allows locally)."""
-    if not SHORTCUT_CHARACTERS.issuperset(text) or "+" in text[1:]:
-        return None
-    plan = _plan(region)
-    if plan is None:
-        return None
-    parsed = _parse(text, plan)
+    parsed = _parsed(text, region)
     if parsed is None or parsed is False:
         return parsed
-    code, national = parsed
+    _, code, national = parsed
     main = _plan(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[code][0])
     if main is None:
         return None
