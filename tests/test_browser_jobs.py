@@ -145,6 +145,22 @@ def test_the_job_list_keeps_its_columns_on_screen(page, live_server, history, wi
         assert "1 job(s) queued again." in page.inner_text(".messagelist")
 
 
+def test_a_record_is_found_by_its_source_reference_across_connectors(page, live_server, history):  # noqa: F811
+    log_in(page, live_server, "ada")
+    page.goto(f"{live_server.url}/admin/connectors/job/")
+    page.fill("#searchbar", "invoices-imported-1002")
+    with page.expect_navigation():
+        page.press("#searchbar", "Enter")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1
+    assert "Invoices (invoices-imported)" in rows.first.inner_text()
+    rows.first.locator("a").first.click()
+    assert "invoices-imported-1002" in page.inner_text("#content")
+
+    page.goto(f"{live_server.url}/admin/connectors/job/?q=invoices-1002")  # not a substring match
+    assert page.locator("#result_list tbody tr").count() == 0
+
+
 def test_the_dashboard_has_axes_sparklines_and_failures_by_code(page, live_server, history):  # noqa: F811
     log_in(page, live_server, "ada")
     page.goto(f"{live_server.url}/admin/")
