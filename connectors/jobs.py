@@ -148,7 +148,8 @@ def store(
         for candidate in chunk:
             candidate.status, candidate.enqueued_at, candidate.rq_job_id = Status.QUEUED, now, rq_id
     with transaction.atomic():
-        bulk.insert(candidates, ignore_conflicts=True)
+        # Only a caller's key can be seen before: new UUID keys cannot conflict.
+        bulk.insert(candidates, ignore_conflicts=prepared.chosen_keys)
         if prepared.chosen_keys:
             by_key = {}
             for chunk in batched(keys, 500):
