@@ -97,17 +97,18 @@ def prepare(
     *,
     rejected: list[RecordRejected] | None = None,
 ) -> Prepared:
-    """Map, redact and render each record (reads only: no write lock is needed yet)."""
+    """Map, redact and render the records, their redaction in one batch (reads only: no write
+    lock is needed yet)."""
     plan = intake_plans.plan_for(connector)
+    outcomes = pipeline.prepare_many(plan, [submission.record for submission in submissions])
     prepared, accepted, positions = [], [], []
-    for index, submission in enumerate(submissions):
-        try:
-            prepared.append(pipeline.prepare(plan, submission.record))
-        except PipelineError as error:
+    for index, (submission, outcome) in enumerate(zip(submissions, outcomes, strict=True)):
+        if isinstance(outcome, PipelineError):
             if rejected is None:
-                raise RecordRejected(index, error) from error
-            rejected.append(RecordRejected(index, error))
+                raise RecordRejected(index, outcome) from outcome
+            rejected.append(RecordRejected(index, outcome))
             continue
+        prepared.append(outcome)
         accepted.append(submission)
         positions.append(index)
     keys = [s.idempotency_key or str(uuid.uuid4()) for s in accepted]
