@@ -5,11 +5,12 @@ statement is built once, each column's conversion is chosen once (text, integer 
 values already of their type go in as they are), and the rows go in with one COPY on
 PostgreSQL, else one executemany."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import JSONField
 from django.db.models import fields as model_fields
+from django.db.models.base import ModelState
 from django.db.models.constants import OnConflict
 from django.db.models.fields import AutoFieldMixin
 
@@ -27,6 +28,7 @@ UNCHANGED = {
     model_fields.PositiveSmallIntegerField: int,
     model_fields.BooleanField: bool,
 }
+AUTO_KEYS = (model_fields.AutoField, model_fields.BigAutoField, model_fields.SmallAutoField)
 
 
 def insert(objects: list, *, ignore_conflicts: bool = False) -> None:
@@ -60,6 +62,36 @@ def insert(objects: list, *, ignore_conflicts: bool = False) -> None:
         obj._state.adding, obj._state.db = False, connection.alias
 
 
+def build(model, common: dict, rows: Iterable[dict]) -> list:
+    """Unsaved instances as model(**common, **row) makes them, without Model.__init__'s work
+    per field for each row: one instance is made the ORM's way from `common` (relations by
+    name are fine there), each row's instance copies its values, takes the row's (by attname:
+    `connector_id`, not `connector`) and calls the callable defaults (id, now, dict) anew."""
+    template = model(**common)
+    values = {name: value for name, value in template.__dict__.items() if name != "_state"}
+    meta, relations = model._meta, template._state.fields_cache
+    attnames = {field.attname for field in meta.concrete_fields}
+    fresh = [
+        field
+        for field in meta.concrete_fields
+        if callable(field.default) and field.name not in common and field.attname not in common
+    ]
+    objects = []
+    for row in rows:
+        if not row.keys() <= attnames:
+            raise TypeError(f"not {model.__name__} columns: {sorted(row.keys() - attnames)}")
+        obj = model.__new__(model)
+        obj.__dict__.update(values)
+        for field in fresh:
+            if field.attname not in row:
+                obj.__dict__[field.attname] = field.get_default()
+        obj.__dict__.update(row)
+        obj._state = ModelState()
+        obj._state.fields_cache = dict(relations)
+        objects.append(obj)
+    return objects
+
+
 def insert_sql(connection, meta, fields: list, columns: str, ignore_conflicts: bool) -> str:
     ops = connection.ops
     on_conflict = OnConflict.IGNORE if ignore_conflicts else None
@@ -78,6 +110,10 @@ def column_adapter(field, connection) -> Callable:
         return field.get_db_prep_save(field.pre_save(obj, True), connection)
 
     attname, kind = field.attname, UNCHANGED.get(type(field), type(None))
+    if field.is_relation and type(field.target_field) in AUTO_KEYS:
+        kind = int  # an integer key of the row it points to
+    elif isinstance(field, model_fields.GenericIPAddressField):
+        return memoized(converted, attname)  # a request's events share the caller's address
     if not keeps_none(field):
         return converted
 
@@ -86,6 +122,19 @@ def column_adapter(field, connection) -> Callable:
         return value if value is None or type(value) is kind else converted(obj)
 
     return unchanged
+
+
+def memoized(converted: Callable, attname: str) -> Callable:
+    """`converted` once per distinct value (for conversions that depend on the value only)."""
+    seen: dict = {}
+
+    def adapt(obj):
+        value = obj.__dict__[attname]
+        if value not in seen:
+            seen[value] = converted(obj)
+        return seen[value]
+
+    return adapt
 
 
 def keeps_none(field) -> bool:

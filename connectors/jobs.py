@@ -112,23 +112,27 @@ def prepare(
         accepted.append(submission)
         positions.append(index)
     keys = [s.idempotency_key or str(uuid.uuid4()) for s in accepted]
-    candidates = [
-        Job(
-            id=uuid.uuid4(),
-            connector=connector,
-            idempotency_key=key,
-            record_fingerprint=submission.fingerprint,
-            source_reference=record.source_reference or submission.source_reference[:500],
-            source_metadata=submission.source_metadata,
-            source_file_id=submission.source_file_id,
-            input_data=record.input_data,
-            redaction_hits=record.redaction_hits,
-            encrypted_tokens=crypto.encrypt(json.dumps(record.tokens)) if record.tokens else "",
-            prompt=record.prompt,
-            provider_name=connector.provider.name,
-        )
-        for key, submission, record in zip(keys, accepted, prepared, strict=True)
-    ]
+    candidates = bulk.build(
+        Job,
+        {"connector": connector, "provider_name": connector.provider.name},
+        (
+            {
+                "id": uuid.uuid4(),
+                "idempotency_key": key,
+                "record_fingerprint": submission.fingerprint,
+                "source_reference": record.source_reference or submission.source_reference[:500],
+                "source_metadata": submission.source_metadata,
+                "source_file_id": submission.source_file_id,
+                "input_data": record.input_data,
+                "redaction_hits": record.redaction_hits,
+                "encrypted_tokens": crypto.encrypt(json.dumps(record.tokens))
+                if record.tokens
+                else "",
+                "prompt": record.prompt,
+            }
+            for key, submission, record in zip(keys, accepted, prepared, strict=True)
+        ),
+    )
     chosen = any(submission.idempotency_key for submission in accepted)
     return Prepared(connector, accepted, positions, keys, candidates, chosen)
 
