@@ -28,6 +28,8 @@ UNCHANGED = {
     model_fields.PositiveSmallIntegerField: int,
     model_fields.BooleanField: bool,
 }
+# Field classes whose conversion depends on the value only, and whose values repeat.
+VALUE_ONLY = (model_fields.GenericIPAddressField, model_fields.DecimalField)
 AUTO_KEYS = (model_fields.AutoField, model_fields.BigAutoField, model_fields.SmallAutoField)
 
 
@@ -112,8 +114,8 @@ def column_adapter(field, connection) -> Callable:
     attname, kind = field.attname, UNCHANGED.get(type(field), type(None))
     if field.is_relation and type(field.target_field) in AUTO_KEYS:
         kind = int  # an integer key of the row it points to
-    elif isinstance(field, model_fields.GenericIPAddressField):
-        return memoized(converted, attname)  # a request's events share the caller's address
+    elif isinstance(field, VALUE_ONLY):  # e.g. a body's events share the caller's address
+        return memoized(converted, attname)
     if not keeps_none(field):
         return converted
 

@@ -10,6 +10,7 @@ an unredacted record is never stored or sent. Error messages, spans and hit coun
 and counts, never the data they looked at.
 """
 
+import copy
 import hashlib
 import hmac
 import re
@@ -158,17 +159,11 @@ def _prepare(text: str) -> tuple[str, list[int] | None]:
 class _Redactor:
     """Applies rules to one record; keeps its placeholder numbering and hit counts."""
 
-    def __init__(
-        self,
-        hash_key: bytes,
-        rules: Sequence[Rule],
-        settings,
-        known: dict[str, list[Found]] | None = None,
-    ) -> None:
+    def __init__(self, hash_key: bytes, rules: Sequence[Rule], settings) -> None:
         self.hash_key = hash_key
         self.settings = settings
         # What the detectors found in each text so far (shared by the records of one batch).
-        self.known: dict[str, list[Found]] = {} if known is None else known
+        self.known: dict[str, list[Found]] = {}
         self.tokens: dict[str, str] = {}
         self.placeholders: dict[tuple[str, str], str] = {}
         self.counters: dict[str, int] = {}
@@ -190,6 +185,13 @@ class _Redactor:
                 if key not in self.first_rule:
                     self.names.append(key)
             self.first_rule.setdefault(key, (position, rule))
+
+    def fresh(self) -> "_Redactor":
+        """Another record's redactor: the same rules and detections, its own placeholder
+        numbering, tokens and counts."""
+        other = copy.copy(self)
+        other.tokens, other.placeholders, other.counters, other.hits = {}, {}, {}, {}
+        return other
 
     @property
     def has_detectors(self) -> bool:
@@ -404,11 +406,9 @@ def redact_many(
     with _failing_closed("redaction"):
         for rule in rules:
             validate_rule(rule)
-        settings = options(phone_regions, id_countries)
-    known: dict[str, list[Found]] = {}
-    redactors = [_Redactor(hash_key, rules, settings, known) for _ in records]
-    if redactors:
-        redactors[0].detect_ahead([text for fields in records for text in _strings(fields)])
+        first = _Redactor(hash_key, rules, options(phone_regions, id_countries))
+    redactors = [first.fresh() for _ in records]  # sharing what the detectors found
+    first.detect_ahead([text for fields in records for text in _strings(fields)])
     results: list[RedactionResult | PipelineError] = []
     for redactor, fields in zip(redactors, records, strict=True):
         try:
@@ -431,8 +431,7 @@ def redact_many(
                 rendered[index] = prompt(result.fields)
             except PipelineError as error:  # the template's error, as `redact` raises it
                 results[index] = error
-    if redactors:
-        redactors[0].detect_ahead(list(rendered.values()))
+    first.detect_ahead(list(rendered.values()))
     for index, text in rendered.items():
         try:
             with _failing_closed("the prompt's redaction scan"):
