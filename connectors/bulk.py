@@ -5,7 +5,10 @@ statement is built once, each column's conversion is chosen once (text, integer 
 values already of their type go in as they are), and the rows go in with one COPY on
 PostgreSQL, else one executemany."""
 
+import json
+import uuid
 from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import JSONField
@@ -46,13 +49,14 @@ def insert(objects: list, *, ignore_conflicts: bool = False) -> None:
         for field in meta.local_concrete_fields
         if not (field.primary_key and isinstance(field, AutoFieldMixin))
     ]
-    adapters = [column_adapter(field, connection) for field in fields]
+    copies = connection.vendor == "postgresql" and not ignore_conflicts
+    adapters = [column_adapter(field, connection, copies=copies) for field in fields]
     rows = [[adapt(obj) for adapt in adapters] for obj in objects]
     quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in fields)
     with connection.cursor() as cursor:
         # Names are the model's own, quoted; values are parameters (or COPY data).
-        if connection.vendor == "postgresql" and not ignore_conflicts:
+        if copies:
             copy_sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
             with connection.wrap_database_errors, cursor.cursor.copy(copy_sql) as copy:
                 for row in rows:
@@ -105,13 +109,20 @@ def insert_sql(connection, meta, fields: list, columns: str, ignore_conflicts: b
     )
 
 
-def column_adapter(field, connection) -> Callable:
-    """obj -> the value bulk_create would store in this field's column."""
+def column_adapter(field, connection, *, copies: bool = False) -> Callable:
+    """obj -> the value bulk_create would store in this field's column (`copies`: as COPY
+    text on PostgreSQL, where a JSON value may be its JSON text)."""
 
     def converted(obj):
         return field.get_db_prep_save(field.pre_save(obj, True), connection)
 
     attname, kind = field.attname, UNCHANGED.get(type(field), type(None))
+    if copies and type(field) is JSONField:
+        return json_text(field, converted)
+    if connection.vendor == "postgresql" and type(field) is model_fields.DateTimeField:
+        kind = datetime  # PostgreSQL takes an aware datetime as it is
+    if connection.features.has_native_uuid_field and type(field) is model_fields.UUIDField:
+        kind = uuid.UUID
     if field.is_relation and type(field.target_field) in AUTO_KEYS:
         kind = int  # an integer key of the row it points to
     elif isinstance(field, VALUE_ONLY):  # e.g. a body's events share the caller's address
@@ -121,9 +132,23 @@ def column_adapter(field, connection) -> Callable:
 
     def unchanged(obj):
         value = obj.__dict__[attname]
-        return value if value is None or type(value) is kind else converted(obj)
+        if value is None or (type(value) is kind and getattr(value, "tzinfo", True)):
+            return value
+        return converted(obj)
 
     return unchanged
+
+
+def json_text(field, converted: Callable) -> Callable:
+    """The value's JSON text, as the field's Jsonb adapter would dump it; None as the field
+    stores it."""
+    attname, encoder = field.attname, field.encoder
+
+    def adapt(obj):
+        value = obj.__dict__[attname]
+        return converted(obj) if value is None else json.dumps(value, cls=encoder)
+
+    return adapt
 
 
 def memoized(converted: Callable, attname: str) -> Callable:
