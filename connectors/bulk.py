@@ -78,9 +78,12 @@ def build(model, common: dict, rows: Iterable[dict]) -> list:
     meta, relations = model._meta, template._state.fields_cache
     attnames = {field.attname for field in meta.concrete_fields}
     fresh = [
-        field
+        (field.attname, field.default)  # what get_default calls, without its lookups
         for field in meta.concrete_fields
-        if callable(field.default) and field.name not in common and field.attname not in common
+        if field.has_default()
+        and callable(field.default)
+        and field.name not in common
+        and field.attname not in common
     ]
     objects = []
     for row in rows:
@@ -88,9 +91,9 @@ def build(model, common: dict, rows: Iterable[dict]) -> list:
             raise TypeError(f"not {model.__name__} columns: {sorted(row.keys() - attnames)}")
         obj = model.__new__(model)
         obj.__dict__.update(values)
-        for field in fresh:
-            if field.attname not in row:
-                obj.__dict__[field.attname] = field.get_default()
+        for attname, default in fresh:
+            if attname not in row:
+                obj.__dict__[attname] = default()
         obj.__dict__.update(row)
         obj._state = ModelState()
         obj._state.fields_cache = dict(relations)
@@ -146,7 +149,11 @@ def json_text(field, converted: Callable) -> Callable:
 
     def adapt(obj):
         value = obj.__dict__[attname]
-        return converted(obj) if value is None else json.dumps(value, cls=encoder)
+        if value is None:
+            return converted(obj)
+        if type(value) is dict and not value:
+            return "{}"  # most of a new job's JSON columns
+        return json.dumps(value, cls=encoder)
 
     return adapt
 
