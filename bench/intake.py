@@ -2,12 +2,15 @@
 workers x 4 threads, DEBUG off), beside the floor: a bare DRF view inserting one Job row, served
 by the same gunicorn (bench/floor_app.py). Rounds alternate between the two.
 
-    python bench/intake.py [--seconds 8] [--clients 8] [--rounds 2] [--end-to-end]
+    python bench/intake.py [--seconds 8] [--clients 8] [--rounds 2] [--connector demo|plain]
+                           [--end-to-end]
 
 Starts on a fresh database (SQLite under a temp dir, or DATABASE_URL) and prints requests/s,
 records/s, p50 and p99 for single-record and 1,000-record requests, and the single-record rate
-as a share of the floor. --end-to-end runs bench/end_to_end.py instead (webhooks through a
-worker and a fake AI).
+as a share of the floor. `--connector demo` (the default) posts to the connector `make run`
+seeds, with its mappings (text, customer.email) and redaction rules (e-mail masked, SSN
+hashed), each record carrying an e-mail address; `plain`: one `text` field, no rules.
+--end-to-end runs bench/end_to_end.py instead (webhooks through a worker and a fake AI).
 """
 
 import argparse
@@ -42,6 +45,13 @@ def hammer(url: str, key: str, body: bytes, seconds: float, clients: int):
     return sum(r[0] for r in results), sum(r[1] for r in results), latencies
 
 
+def record(number: int, connector: str) -> dict:
+    if connector == "plain":
+        return {"text": f"record {number}"}
+    text = f"Invoice {number}: please approve the credit note"
+    return {"text": text, "customer": {"email": f"buyer{number}@example.com"}}
+
+
 def percentile(values: list[float], share: int) -> float:
     if len(values) < 2:
         return values[0] if values else 0.0
@@ -54,6 +64,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; best is kept")
     parser.add_argument("--gunicorn-workers", type=int, default=2)
+    parser.add_argument("--connector", choices=["demo", "plain"], default="demo")
     parser.add_argument("--end-to-end", action="store_true", help="run bench/end_to_end.py")
     arguments, rest = parser.parse_known_args()
     if arguments.end_to_end:
@@ -67,8 +78,13 @@ def main() -> None:
 
     from connectors.models import ApiKey
 
-    connector = make_demo_connector("bench-intake")
-    _, key, _ = ApiKey.issue(connector)
+    if arguments.connector == "demo":
+        from connectors import demo
+
+        connector, key = demo.seed_demo()
+    else:
+        connector = make_demo_connector("demo")
+        _, key, _ = ApiKey.issue(connector)
     environment["BENCH_FLOOR_CONNECTOR"] = str(connector.pk)
     port = free_port()
     server = start_gunicorn(
@@ -76,15 +92,17 @@ def main() -> None:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        url = f"{base}/api/v1/connectors/bench-intake/records/"
-        single = json.dumps({"text": "one record"}).encode()
-        batch = json.dumps({"records": [{"text": f"record {n}"} for n in range(1000)]}).encode()
+        url = f"{base}/api/v1/connectors/demo/records/"
+        single = json.dumps(record(0, arguments.connector)).encode()
+        records = [record(n, arguments.connector) for n in range(1000)]
+        batch = json.dumps({"records": records}).encode()
         shapes = [
             ("floor", f"{base}/bench/floor/", single, 1),
             ("single", url, single, 1),
             ("batch-1000", url, batch, 1000),
         ]
         print(
+            f"connector {arguments.connector}, "
             f"gunicorn {arguments.gunicorn_workers} workers x 4 threads, DEBUG off, "
             f"{arguments.clients} clients, {arguments.seconds:g}s each, "
             f"best of {arguments.rounds} alternating rounds"

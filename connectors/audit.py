@@ -81,23 +81,26 @@ def record_many(entries: Iterable[Entry]) -> None:
         return
     with transaction.atomic():
         head = locked_head()
-        now = timezone.now()
-        events = []
-        for entry in entries:
-            event = AuditEvent(
-                sequence=head.sequence + 1,
-                created_at=now,
-                actor_type=entry.actor.type,
-                actor=entry.actor.name[:200],
-                action=entry.action,
-                object_type=entry.object_type,
-                object_id=entry.object_id,
-                object_repr=entry.object_repr,
-                connector=entry.connector,
-                changes=_json_safe(entry.changes),
-                ip_address=entry.actor.ip_address,
-                previous_hash=head.hash,
-            )
+        events = bulk.build(
+            AuditEvent,
+            {"created_at": timezone.now()},
+            (
+                {
+                    "actor_type": entry.actor.type,
+                    "actor": entry.actor.name[:200],
+                    "action": entry.action,
+                    "object_type": entry.object_type,
+                    "object_id": entry.object_id,
+                    "object_repr": entry.object_repr,
+                    "connector": entry.connector,
+                    "changes": _json_safe(entry.changes),
+                    "ip_address": entry.actor.ip_address,
+                }
+                for entry in entries
+            ),
+        )
+        for event in events:
+            event.sequence, event.previous_hash = head.sequence + 1, head.hash
             message = canonical(event)
             event.hash = crypto.audit_mac(message)
             event.public_hash = public_link(head.public_hash, event.sequence, message)
@@ -106,7 +109,6 @@ def record_many(entries: Iterable[Entry]) -> None:
                 event.hash,
                 event.public_hash,
             )
-            events.append(event)
         bulk.insert(events)
         head.save(update_fields=["sequence", "hash", "public_hash"])
 

@@ -1,15 +1,43 @@
 """Many-row inserts without the ORM's per-value SQL compilation, which dominates bulk_create
 for wide rows (a 1,000-record body: one job row and one audit event each). The values are the
 ones bulk_create would store (each field's pre_save, then get_db_prep_save); only the
-statement is built once and run with executemany."""
+statement is built once, each column's conversion is chosen once (text, integer and boolean
+values already of their type go in as they are), and the rows go in with one COPY on
+PostgreSQL, else one executemany."""
+
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import JSONField
+from django.db.models import fields as model_fields
+from django.db.models.base import ModelState
 from django.db.models.constants import OnConflict
 from django.db.models.fields import AutoFieldMixin
 
+# Field classes whose pre_save and get_db_prep_save return a value of this type unchanged
+# (exact classes: a subclass may convert, e.g. an encrypted or lower-cased field).
+UNCHANGED = {
+    model_fields.CharField: str,
+    model_fields.TextField: str,
+    model_fields.SlugField: str,
+    model_fields.IntegerField: int,
+    model_fields.BigIntegerField: int,
+    model_fields.SmallIntegerField: int,
+    model_fields.PositiveIntegerField: int,
+    model_fields.PositiveBigIntegerField: int,
+    model_fields.PositiveSmallIntegerField: int,
+    model_fields.BooleanField: bool,
+}
+# Field classes whose conversion depends on the value only, and whose values repeat.
+VALUE_ONLY = (model_fields.GenericIPAddressField, model_fields.DecimalField)
+AUTO_KEYS = (model_fields.AutoField, model_fields.BigAutoField, model_fields.SmallAutoField)
+
 
 def insert(objects: list, *, ignore_conflicts: bool = False) -> None:
-    """INSERT the objects (of one model) in one executemany; an auto primary key is left to the
+    """INSERT the objects (of one model) in one statement; an auto primary key is left to the
     database (not read back). `ignore_conflicts`: rows that violate a unique constraint are
     skipped, as bulk_create(ignore_conflicts=True) does."""
     if not objects:
@@ -21,19 +49,134 @@ def insert(objects: list, *, ignore_conflicts: bool = False) -> None:
         for field in meta.local_concrete_fields
         if not (field.primary_key and isinstance(field, AutoFieldMixin))
     ]
-    ops, quote = connection.ops, connection.ops.quote_name
-    on_conflict = OnConflict.IGNORE if ignore_conflicts else None
+    copies = connection.vendor == "postgresql" and not ignore_conflicts
+    adapters = [column_adapter(field, connection, copies=copies) for field in fields]
+    rows = [[adapt(obj) for adapt in adapters] for obj in objects]
+    quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    sql = (
-        f"{ops.insert_statement(on_conflict=on_conflict)} {quote(meta.db_table)} ({columns}) "
-        f"VALUES ({placeholders}){ops.on_conflict_suffix_sql(fields, on_conflict, None, None)}"
-    )
-    rows = [
-        [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
-        for obj in objects
-    ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)  # names are the model's own, quoted; values are params
+        # Names are the model's own, quoted; values are parameters (or COPY data).
+        if copies:
+            copy_sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
+            with connection.wrap_database_errors, cursor.cursor.copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            sql = insert_sql(connection, meta, fields, columns, ignore_conflicts)
+            cursor.executemany(sql, rows)
     for obj in objects:
         obj._state.adding, obj._state.db = False, connection.alias
+
+
+def build(model, common: dict, rows: Iterable[dict]) -> list:
+    """Unsaved instances as model(**common, **row) makes them, without Model.__init__'s work
+    per field for each row: one instance is made the ORM's way from `common` (relations by
+    name are fine there), each row's instance copies its values, takes the row's (by attname:
+    `connector_id`, not `connector`) and calls the callable defaults (id, now, dict) anew."""
+    template = model(**common)
+    values = {name: value for name, value in template.__dict__.items() if name != "_state"}
+    meta, relations = model._meta, template._state.fields_cache
+    attnames = {field.attname for field in meta.concrete_fields}
+    fresh = [
+        (field.attname, field.default)  # what get_default calls, without its lookups
+        for field in meta.concrete_fields
+        if field.has_default()
+        and callable(field.default)
+        and field.name not in common
+        and field.attname not in common
+    ]
+    objects = []
+    for row in rows:
+        if not row.keys() <= attnames:
+            raise TypeError(f"not {model.__name__} columns: {sorted(row.keys() - attnames)}")
+        obj = model.__new__(model)
+        obj.__dict__.update(values)
+        for attname, default in fresh:
+            if attname not in row:
+                obj.__dict__[attname] = default()
+        obj.__dict__.update(row)
+        obj._state = ModelState()
+        obj._state.fields_cache = dict(relations)
+        objects.append(obj)
+    return objects
+
+
+def insert_sql(connection, meta, fields: list, columns: str, ignore_conflicts: bool) -> str:
+    ops = connection.ops
+    on_conflict = OnConflict.IGNORE if ignore_conflicts else None
+    placeholders = ", ".join(["%s"] * len(fields))
+    return (
+        f"{ops.insert_statement(on_conflict=on_conflict)} {ops.quote_name(meta.db_table)} "
+        f"({columns}) VALUES ({placeholders})"
+        f"{ops.on_conflict_suffix_sql(fields, on_conflict, None, None)}"
+    )
+
+
+def column_adapter(field, connection, *, copies: bool = False) -> Callable:
+    """obj -> the value bulk_create would store in this field's column (`copies`: as COPY
+    text on PostgreSQL, where a JSON value may be its JSON text)."""
+
+    def converted(obj):
+        return field.get_db_prep_save(field.pre_save(obj, True), connection)
+
+    attname, kind = field.attname, UNCHANGED.get(type(field), type(None))
+    if copies and type(field) is JSONField:
+        return json_text(field, converted)
+    if connection.vendor == "postgresql" and type(field) is model_fields.DateTimeField:
+        kind = datetime  # PostgreSQL takes an aware datetime as it is
+    if connection.features.has_native_uuid_field and type(field) is model_fields.UUIDField:
+        kind = uuid.UUID
+    if field.is_relation and type(field.target_field) in AUTO_KEYS:
+        kind = int  # an integer key of the row it points to
+    elif isinstance(field, VALUE_ONLY):  # e.g. a body's events share the caller's address
+        return memoized(converted, attname)
+    if not keeps_none(field):
+        return converted
+
+    def unchanged(obj):
+        value = obj.__dict__[attname]
+        if value is None or (type(value) is kind and getattr(value, "tzinfo", True)):
+            return value
+        return converted(obj)
+
+    return unchanged
+
+
+def json_text(field, converted: Callable) -> Callable:
+    """The value's JSON text, as the field's Jsonb adapter would dump it; None as the field
+    stores it."""
+    attname, encoder = field.attname, field.encoder
+
+    def adapt(obj):
+        value = obj.__dict__[attname]
+        if value is None:
+            return converted(obj)
+        if type(value) is dict and not value:
+            return "{}"  # most of a new job's JSON columns
+        return json.dumps(value, cls=encoder)
+
+    return adapt
+
+
+def memoized(converted: Callable, attname: str) -> Callable:
+    """`converted` once per distinct value (for conversions that depend on the value only)."""
+    seen: dict = {}
+
+    def adapt(obj):
+        value = obj.__dict__[attname]
+        if value not in seen:
+            seen[value] = converted(obj)
+        return seen[value]
+
+    return adapt
+
+
+def keeps_none(field) -> bool:
+    """Whether None is stored as NULL unconverted: Django's own fields, except a JSONField
+    (whose None may be JSON null) and a date set on save (auto_now)."""
+    return (
+        type(field).__module__.startswith("django.db.models.fields")
+        and not isinstance(field, JSONField)
+        and not getattr(field, "auto_now", False)
+        and not getattr(field, "auto_now_add", False)
+    )

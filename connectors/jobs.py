@@ -97,37 +97,42 @@ def prepare(
     *,
     rejected: list[RecordRejected] | None = None,
 ) -> Prepared:
-    """Map, redact and render each record (reads only: no write lock is needed yet)."""
+    """Map, redact and render the records, their redaction in one batch (reads only: no write
+    lock is needed yet)."""
     plan = intake_plans.plan_for(connector)
+    outcomes = pipeline.prepare_many(plan, [submission.record for submission in submissions])
     prepared, accepted, positions = [], [], []
-    for index, submission in enumerate(submissions):
-        try:
-            prepared.append(pipeline.prepare(plan, submission.record))
-        except PipelineError as error:
+    for index, (submission, outcome) in enumerate(zip(submissions, outcomes, strict=True)):
+        if isinstance(outcome, PipelineError):
             if rejected is None:
-                raise RecordRejected(index, error) from error
-            rejected.append(RecordRejected(index, error))
+                raise RecordRejected(index, outcome) from outcome
+            rejected.append(RecordRejected(index, outcome))
             continue
+        prepared.append(outcome)
         accepted.append(submission)
         positions.append(index)
     keys = [s.idempotency_key or str(uuid.uuid4()) for s in accepted]
-    candidates = [
-        Job(
-            id=uuid.uuid4(),
-            connector=connector,
-            idempotency_key=key,
-            record_fingerprint=submission.fingerprint,
-            source_reference=record.source_reference or submission.source_reference[:500],
-            source_metadata=submission.source_metadata,
-            source_file_id=submission.source_file_id,
-            input_data=record.input_data,
-            redaction_hits=record.redaction_hits,
-            encrypted_tokens=crypto.encrypt(json.dumps(record.tokens)) if record.tokens else "",
-            prompt=record.prompt,
-            provider_name=connector.provider.name,
-        )
-        for key, submission, record in zip(keys, accepted, prepared, strict=True)
-    ]
+    candidates = bulk.build(
+        Job,
+        {"connector": connector, "provider_name": connector.provider.name},
+        (
+            {
+                "id": uuid.uuid4(),
+                "idempotency_key": key,
+                "record_fingerprint": submission.fingerprint,
+                "source_reference": record.source_reference or submission.source_reference[:500],
+                "source_metadata": submission.source_metadata,
+                "source_file_id": submission.source_file_id,
+                "input_data": record.input_data,
+                "redaction_hits": record.redaction_hits,
+                "encrypted_tokens": crypto.encrypt(json.dumps(record.tokens))
+                if record.tokens
+                else "",
+                "prompt": record.prompt,
+            }
+            for key, submission, record in zip(keys, accepted, prepared, strict=True)
+        ),
+    )
     chosen = any(submission.idempotency_key for submission in accepted)
     return Prepared(connector, accepted, positions, keys, candidates, chosen)
 
@@ -148,7 +153,8 @@ def store(
         for candidate in chunk:
             candidate.status, candidate.enqueued_at, candidate.rq_job_id = Status.QUEUED, now, rq_id
     with transaction.atomic():
-        bulk.insert(candidates, ignore_conflicts=True)
+        # Only a caller's key can be seen before: new UUID keys cannot conflict.
+        bulk.insert(candidates, ignore_conflicts=prepared.chosen_keys)
         if prepared.chosen_keys:
             by_key = {}
             for chunk in batched(keys, 500):

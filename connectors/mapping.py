@@ -1,7 +1,9 @@
 """Pure functions: dotted paths into a record and the transforms applied to what they find."""
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from connectors.errors import MappingError
@@ -83,7 +85,13 @@ def parse_transforms(text: str) -> list[tuple[str, str | None]]:
     return transforms
 
 
-def apply_transforms(value: Any, transforms: list[tuple[str, str | None]]) -> Any:
+@lru_cache(maxsize=1024)
+def parsed_transforms(text: str) -> tuple[tuple[str, str | None], ...]:
+    """parse_transforms once per transform text (every record of a body uses the same)."""
+    return tuple(parse_transforms(text))
+
+
+def apply_transforms(value: Any, transforms: Iterable[tuple[str, str | None]]) -> Any:
     """Apply in order; raises ValueError when a conversion (int, float) cannot be made."""
     for name, argument in transforms:
         if name in CONVERSIONS:
@@ -135,7 +143,7 @@ def map_fields(record: Any, specs: list[FieldSpec]) -> dict[str, Any]:
         except PathNotFound:
             value = None
         try:
-            value = apply_transforms(value, parse_transforms(spec.transform))
+            value = apply_transforms(value, parsed_transforms(spec.transform))
         except ValueError as error:
             raise MappingError(f"field {spec.source!r}: {error}", field=spec.source) from None
         if spec.required and (value is None or value == ""):

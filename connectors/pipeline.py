@@ -84,8 +84,43 @@ def connector_rules(connector: Connector) -> list[redaction.Rule]:
 def prepare(plan: IntakePlan, record: Any) -> PreparedRecord:
     """Map, redact, render; raises MappingError or UnstorableValue (bad record) or
     RedactionError (fail closed)."""
-    fields = mapping.map_fields(record, plan.input_fields)
-    redacted = redact_and_render(plan, fields)
+    [prepared] = prepare_many(plan, [record])
+    if isinstance(prepared, PipelineError):
+        raise prepared
+    return prepared
+
+
+def prepare_many(plan: IntakePlan, records: list[Any]) -> list[PreparedRecord | PipelineError]:
+    """`prepare` for each record, their redaction in one batch (redaction.redact_many): each
+    record's PreparedRecord, or the error that refuses that record alone."""
+    prepared: list[PreparedRecord | PipelineError | None] = [None] * len(records)
+    mapped: dict[int, dict] = {}
+    for index, record in enumerate(records):
+        try:
+            mapped[index] = mapping.map_fields(record, plan.input_fields)
+        except PipelineError as error:
+            prepared[index] = error
+    redacted_many = redaction.redact_many(
+        list(mapped.values()),
+        plan.rules,
+        hash_key=crypto.redaction_hash_key(),
+        prompt=lambda safe_fields: prompts.render_prompt(plan.prompt_template, safe_fields),
+        **detector_options(plan.connector),
+    )
+    for index, redacted in zip(mapped, redacted_many, strict=True):
+        try:
+            prepared[index] = finish_record(plan, records[index], redacted)
+        except PipelineError as error:
+            prepared[index] = error
+    return prepared
+
+
+def finish_record(
+    plan: IntakePlan, record: Any, redacted: redaction.RedactionResult | PipelineError
+) -> PreparedRecord:
+    """The record as stored, once its redaction is known; raises what refuses it."""
+    if isinstance(redacted, PipelineError):
+        raise redacted
     prompt = redacted.prompt
     if problem := legacy_json.unstorable(redacted.fields) or legacy_json.unstorable(prompt):
         raise UnstorableValue(f"{problem}, which cannot be stored")

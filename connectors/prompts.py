@@ -2,10 +2,10 @@
 
 import json
 import re
-from functools import cache
+from functools import cache, lru_cache
 
 from django.template import Context, Engine, Template, TemplateSyntaxError
-from django.template.base import FilterExpression, VariableNode
+from django.template.base import FilterExpression, TextNode, VariableNode
 from jsonschema import Draft202012Validator, SchemaError
 from jsonschema.exceptions import best_match
 
@@ -13,6 +13,7 @@ from connectors import legacy_json
 from connectors.errors import ConfigError, OutputError
 
 FORBIDDEN_TAGS = ("load", "include", "extends", "ssi", "debug")
+BUILTINS = ("True", "False", "None")  # names every Django context holds
 FENCE = re.compile(r"^```[A-Za-z]*\s*\n?(.*?)\n?```$", re.DOTALL)
 
 
@@ -22,17 +23,43 @@ def engine() -> Engine:
     return Engine(autoescape=False, libraries={}, builtins=None, loaders=[])
 
 
+@lru_cache(maxsize=256)
 def compile_template(template: str) -> Template:
+    """Compiled once per template text (a 1,000-record body renders it 1,000 times); a
+    compiled Template renders safely from many threads."""
     return Template(template, engine=engine())
 
 
 def render_prompt(template: str, fields: dict) -> str:
     try:
         compiled = compile_template(template)
+        pieces = plain_pieces(template)
     except TemplateSyntaxError as error:
         raise ConfigError(f"the prompt template does not compile: {error}") from None
     context = {name: "" if value is None else value for name, value in fields.items()}
+    if pieces is not None and all(type(value) is str for value in context.values()):
+        # What Django renders for text and plain strings, at a tenth of its cost per record.
+        return "".join(text if is_text else context.get(text, "") for is_text, text in pieces)
     return compiled.render(Context(context, autoescape=False))
+
+
+@lru_cache(maxsize=256)
+def plain_pieces(template: str) -> tuple[tuple[bool, str], ...] | None:
+    """The template as (is_text, text or field name) pieces when it holds only text and plain
+    `{{ name }}` variables (no tags, filters, dotted or literal lookups); else None."""
+    pieces = []
+    for node in compile_template(template).nodelist:
+        if isinstance(node, TextNode):
+            pieces.append((True, node.s))
+            continue
+        if not isinstance(node, VariableNode) or node.filter_expression.filters:
+            return None
+        variable = node.filter_expression.var
+        lookups = getattr(variable, "lookups", None)
+        if not lookups or len(lookups) != 1 or variable.translate or lookups[0] in BUILTINS:
+            return None
+        pieces.append((False, lookups[0]))
+    return tuple(pieces)
 
 
 def validate_template(template: str) -> None:

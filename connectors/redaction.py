@@ -10,6 +10,7 @@ an unredacted record is never stored or sent. Error messages, spans and hit coun
 and counts, never the data they looked at.
 """
 
+import copy
 import hashlib
 import hmac
 import re
@@ -29,7 +30,7 @@ from connectors.detectors import (
     options,
 )
 from connectors.detectors import DetectorFailed as _DetectorFailed
-from connectors.errors import RedactionError
+from connectors.errors import PipelineError, RedactionError
 
 __all__ = [
     "ACTIONS",
@@ -42,6 +43,7 @@ __all__ = [
     "detector_choices",
     "find_spans",
     "redact",
+    "redact_many",
     "restore",
     "validate_rule",
 ]
@@ -160,6 +162,8 @@ class _Redactor:
     def __init__(self, hash_key: bytes, rules: Sequence[Rule], settings) -> None:
         self.hash_key = hash_key
         self.settings = settings
+        # What the detectors found in each text so far (shared by the records of one batch).
+        self.known: dict[str, list[Found]] = {}
         self.tokens: dict[str, str] = {}
         self.placeholders: dict[tuple[str, str], str] = {}
         self.counters: dict[str, int] = {}
@@ -182,14 +186,34 @@ class _Redactor:
                     self.names.append(key)
             self.first_rule.setdefault(key, (position, rule))
 
+    def fresh(self) -> "_Redactor":
+        """Another record's redactor: the same rules and detections, its own placeholder
+        numbering, tokens and counts."""
+        other = copy.copy(self)
+        other.tokens, other.placeholders, other.counters, other.hits = {}, {}, {}, {}
+        return other
+
     @property
     def has_detectors(self) -> bool:
         return bool(self.names or self.patterns)
 
     def detect(self, texts: Sequence[str]) -> dict[str, list[Found]]:
-        unique = list(dict.fromkeys(texts))
-        found = detect(unique, self.names, patterns=self.patterns, settings=self.settings)
-        return dict(zip(unique, found, strict=True))
+        """What was found in each text (and in others detected before), each text once."""
+        missing = [text for text in dict.fromkeys(texts) if text not in self.known]
+        if missing:
+            found = detect(missing, self.names, patterns=self.patterns, settings=self.settings)
+            self.known.update(zip(missing, found, strict=True))
+        return self.known
+
+    def detect_ahead(self, texts: Sequence[str]) -> None:
+        """Detect many texts in one call for the records that will ask for them. If that
+        fails, nothing is kept: each record detects its own texts again and fails alone."""
+        if not self.has_detectors:
+            return
+        try:
+            self.detect(texts)
+        except Exception:  # found again, per record, where it fails closed
+            return
 
     def rule_for(self, found: Found) -> Rule:
         """The first rule, in rule order, whose detector proposed this span."""
@@ -352,18 +376,69 @@ def redact(
     """Redact the mapped fields; with `prompt` (fields -> text), also render the prompt from
     the redacted fields and scan it once more, into `result.prompt`. Regions and countries
     default to REDACTION_PHONE_REGIONS and REDACTION_ID_COUNTRIES."""
+    [result] = redact_many(
+        [fields],
+        rules,
+        hash_key=hash_key,
+        prompt=prompt,
+        phone_regions=phone_regions,
+        id_countries=id_countries,
+    )
+    if isinstance(result, PipelineError):
+        raise result
+    return result
+
+
+def redact_many(
+    records: Sequence[dict[str, Any]],
+    rules: list[Rule],
+    *,
+    hash_key: bytes,
+    prompt: Callable[[dict[str, Any]], str] | None = None,
+    phone_regions: Sequence[str] | None = None,
+    id_countries: Sequence[str] | None = None,
+) -> list[RedactionResult | PipelineError]:
+    """`redact` for many records, with the detectors run over all the records' texts in one
+    call, then over all the rendered prompts in one call (the recognizer's cost is mostly per
+    call). Each record gets what `redact` would give it alone, or its own error: a detector
+    that fails on one record's text fails that record, closed (RedactionError), not the
+    others; so does the prompt's own error. An invalid rule raises RedactionError for all."""
     with _failing_closed("redaction"):
         for rule in rules:
             validate_rule(rule)
-        redactor = _Redactor(hash_key, rules, options(phone_regions, id_countries))
-        redacted, spans = redactor.redact_fields(fields)
-    result = RedactionResult(fields=redacted, tokens=redactor.tokens, hits=redactor.hits)
-    result.spans = spans
-    if prompt is not None:
-        rendered = prompt(redacted)
-        with _failing_closed("the prompt's redaction scan"):
-            result.prompt, result.prompt_spans = redactor.scan(rendered)
-    return result
+        first = _Redactor(hash_key, rules, options(phone_regions, id_countries))
+    redactors = [first.fresh() for _ in records]  # sharing what the detectors found
+    first.detect_ahead([text for fields in records for text in _strings(fields)])
+    results: list[RedactionResult | PipelineError] = []
+    for redactor, fields in zip(redactors, records, strict=True):
+        try:
+            with _failing_closed("redaction"):
+                redacted, spans = redactor.redact_fields(fields)
+        except RedactionError as error:
+            results.append(error)
+            continue
+        results.append(
+            RedactionResult(
+                fields=redacted, tokens=redactor.tokens, hits=redactor.hits, spans=spans
+            )
+        )
+    if prompt is None:
+        return results
+    rendered: dict[int, str] = {}
+    for index, result in enumerate(results):
+        if isinstance(result, RedactionResult):
+            try:
+                rendered[index] = prompt(result.fields)
+            except PipelineError as error:  # the template's error, as `redact` raises it
+                results[index] = error
+    first.detect_ahead(list(rendered.values()))
+    for index, text in rendered.items():
+        try:
+            with _failing_closed("the prompt's redaction scan"):
+                results[index].prompt, results[index].prompt_spans = redactors[index].scan(text)
+        except RedactionError as error:
+            results[index] = error
+    return results
 
 
 class _failing_closed:

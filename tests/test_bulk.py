@@ -64,3 +64,27 @@ def test_the_events_of_a_1000_record_body_chain_and_verify(client, connector, ap
     assert audit.verify().is_valid
     AuditEvent.objects.filter(sequence=sequences[500]).update(changes={"tampered": True})
     assert not audit.verify().is_valid
+
+
+def test_built_instances_are_what_the_model_makes_each_with_its_own_defaults(connector):
+    rows = [{"idempotency_key": "a", "prompt": "p"}, {"idempotency_key": "b", "prompt": "q"}]
+    built = bulk.build(Job, {"connector": connector, "provider_name": "x"}, rows)
+    made = [Job(connector=connector, provider_name="x", **row) for row in rows]
+
+    fresh = ("id", "created_at")  # callable defaults: called for each instance
+    for ours, theirs in zip(built, made, strict=True):
+        assert {f.attname: getattr(ours, f.attname) for f in Job._meta.concrete_fields} | {
+            name: None for name in fresh
+        } == {f.attname: getattr(theirs, f.attname) for f in Job._meta.concrete_fields} | {
+            name: None for name in fresh
+        }
+        assert ours.connector is connector and ours._state.adding
+    assert built[0].id != built[1].id
+    assert built[0].source_metadata is not built[1].source_metadata  # default=dict, each its own
+    bulk.insert(built)
+    assert sorted(Job.objects.values_list("idempotency_key", "prompt")) == [("a", "p"), ("b", "q")]
+
+
+def test_a_row_naming_no_column_is_refused(connector):
+    with pytest.raises(TypeError, match="connector"):
+        bulk.build(Job, {}, [{"connector": connector}])

@@ -104,3 +104,43 @@ def test_response_format_is_openai_json_schema():
         "type": "json_schema",
         "json_schema": {"name": "result", "schema": SCHEMA, "strict": False},
     }
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "Approve or reject: {{ text }} (customer contact {{ email }}). Answer JSON.",
+        "{{text}}{{email}}",
+        "no variables at all",
+        "{{ missing }} stays empty, {{ True }} and {{ None }} are Django's",
+        "{{ text|upper }} is filtered",
+        "{% if email %}{{ email }}{% endif %} is a tag",
+        "{{ customer.email }} is a dotted lookup, {{ 'x' }} a literal",
+    ],
+)
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"text": "<b>a & b</b>", "email": "[REDACTED EMAIL]"},
+        {"text": "1234567.5 looks like a number", "email": None},
+        {"text": 1234567.5, "email": ["a", 1]},  # not text: Django renders it
+    ],
+)
+def test_a_plain_template_renders_exactly_as_django_does(template, fields):
+    from django.template import Context
+
+    from connectors.prompts import compile_template
+
+    context = {name: "" if value is None else value for name, value in fields.items()}
+    expected = compile_template(template).render(Context(context, autoescape=False))
+
+    assert render_prompt(template, fields) == expected
+
+
+def test_only_text_and_plain_variables_take_the_joined_path():
+    from connectors.prompts import plain_pieces
+
+    assert plain_pieces("Note: {{ text }}.") == ((True, "Note: "), (False, "text"), (True, "."))
+    assert plain_pieces("{{ text|upper }}") is None
+    assert plain_pieces("{% if text %}x{% endif %}") is None
+    assert plain_pieces("{{ None }}") is None
