@@ -129,3 +129,34 @@ def test_the_shortcut_answers_the_common_forms(text):
 )
 def test_the_shortcut_leaves_other_forms_to_the_library(text, region):
     assert phone_parsing.is_valid(text, region) is None
+
+
+@pytest.mark.parametrize(
+    "regions",
+    [
+        ("US", "ES", "IT"),  # what a national number not starting with 0 is asked of
+        ("GB", "DE", "FR", "ES", "IT", "NL"),  # one starting with 0
+        ("US", "GB", "DE", "FR", "ES", "IT", "NL"),
+        ("CA", "VA", "AU", "CH", "IE", "PL"),
+    ],
+)
+def test_valid_in_none_only_where_no_region_takes_the_number(regions):
+    """The screen before the per-region parse: where it says a number is valid nowhere, the
+    shortcut and the library agree in every region; and it says so of many invalid ones (not
+    of those written with "+" or an international prefix, which it leaves to the parse)."""
+    screened = invalid = 0
+    for text in [text for region in regions for text in _candidates(region, 1500)]:
+        valid_somewhere = any(by_the_library(text, region) for region in regions)
+        invalid += not valid_somewhere
+        if phone_parsing.valid_in_none(text, regions):
+            screened += 1
+            assert not valid_somewhere, (text, regions)
+            assert all(phone_parsing.is_valid(text, region) is False for region in regions)
+    assert screened > invalid / 20, (screened, invalid)
+
+
+def test_valid_in_none_is_unsure_of_regions_parse_is_not_followed_in():
+    # Argentina rewrites its national prefix: the shortcut leaves it to the library.
+    assert phone_parsing.is_valid("2024 0315", "AR") is None
+    assert not phone_parsing.valid_in_none("2024 0315", ("US", "AR"))
+    assert phone_parsing.valid_in_none("2024 0315", ("US", "ES", "IT"))

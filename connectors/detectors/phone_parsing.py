@@ -280,3 +280,49 @@ def _valid_anywhere_pattern(code: int, length: int) -> re.Pattern | None:
         and (pattern := _valid_pattern(region, length)) is not None
     ]
     return re.compile("|".join(f"(?:{pattern})" for pattern in patterns)) if patterns else None
+
+
+def valid_in_none(text: str, regions: tuple[str, ...]) -> bool:
+    """True only where `is_valid(text, region)` is False for every region given, asked in one
+    regular expression instead of a parse per region (most candidates are valid nowhere):
+    the digits of a national number (no "+", no international prefix), less what parse may
+    strip off them, fit the general pattern of no region of the regions' country codes.
+    False when unsure."""
+    if text[:1] == "+" or not SHORTCUT_CHARACTERS.issuperset(text):
+        return False
+    digits = text.translate(_NOT_DIGITS)
+    screen = _screen(regions)
+    if len(digits) < 3 or screen is None or screen[0].match(digits):
+        return False
+    return screen[1].fullmatch(digits) is None
+
+
+@lru_cache(maxsize=256)
+def _screen(regions: tuple[str, ...]) -> tuple[re.Pattern, re.Pattern] | None:
+    """(the regions' international prefixes, every national number any of them may take as
+    valid), or None when a region's parse is not followed here. Parse keeps of a national
+    number the digits less the region's own country code written without "+" and up to two
+    national prefixes (_parse), each optional here; a valid number fits the general pattern
+    of its region, so the pattern holds at least every number that is valid."""
+    plans = [_plan(region) for region in regions]
+    if not plans or None in plans:
+        return None
+    outs, alternatives = [], []
+    for plan in plans:
+        if plan.dialling_out is not None:
+            outs.append(f"(?:{plan.dialling_out.pattern})")
+        prefix = f"(?:{plan.national_prefix.pattern})?" if plan.national_prefix else ""
+        alternatives.append(f"(?:{plan.own})?{prefix}{prefix}(?:{_general_anywhere(plan.code)})")
+    return re.compile("|".join(outs) or "(?!)"), re.compile("|".join(alternatives))
+
+
+@lru_cache(maxsize=256)
+def _general_anywhere(code: int) -> str:
+    """The general patterns of every region of country code `code`, as one pattern."""
+    patterns = []
+    for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ()):
+        metadata = PhoneMetadata.metadata_for_region(region)
+        general = metadata.general_desc if metadata is not None else None
+        if general is not None and general.national_number_pattern:
+            patterns.append(f"(?:{general.national_number_pattern})")
+    return "|".join(dict.fromkeys(patterns)) or "(?!)"

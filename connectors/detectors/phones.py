@@ -34,6 +34,9 @@ TRUNK_ZERO = re.compile(r"\(0\)")
 BRACKETED_COUNTRY = re.compile(r"^\(\+(\d{1,3})\)")
 SEPARATED = re.compile(r"[\s./()\-]")
 NOT_A_DIGIT = re.compile(r"\D")
+GROUP_AFTER_SPACE = re.compile(r"(?<= )\S")
+# What a candidate holds besides digits (the pattern's separators and brackets).
+CANDIDATE_SEPARATORS = {ord(char): None for char in " .-/()+"}
 INTERNATIONAL, NATIONAL, UNSEPARATED = 0.9, 0.8, 0.65  # valid numbers, by how they are written
 POSSIBLE_SHAPED, POSSIBLE, POSSIBLE_UNSEPARATED = 0.6, 0.45, 0.3  # possible, not valid
 # Regions whose trunk prefix _regions_for accounts for (none, 0, or North America's optional 1);
@@ -51,7 +54,7 @@ def find_phones(scan: Scan) -> Iterator[Span]:
 def _phones_in(scan: Scan, text: str, regions: tuple[str, ...], window) -> Iterator[Span]:
     for match in CANDIDATE.finditer(text, *window):
         raw = match.group()
-        if sum(map(str.isdigit, raw)) < 7 or NOT_A_PHONE.fullmatch(raw):
+        if _digit_count(raw) < 7 or NOT_A_PHONE.fullmatch(raw):
             continue
         start = match.start()
         international = raw.startswith(("+", "00", "(+"))
@@ -71,9 +74,15 @@ def _phones_in(scan: Scan, text: str, regions: tuple[str, ...], window) -> Itera
             yield Span(start + offset, start + end, "phone", confidence)
 
 
+def _digit_count(candidate: str) -> int:
+    return len(candidate.translate(CANDIDATE_SEPARATORS))
+
+
 def normalized(raw: str) -> str:
     """ "+49(0) 30…": the (0) is a trunk prefix written for national callers, blanked out;
     "(+34) 981…" is "+34 981…". Same length, so offsets hold."""
+    if "(" not in raw:
+        return raw
     raw = BRACKETED_COUNTRY.sub(lambda match: f"+{match.group(1)}  ", raw)
     return TRUNK_ZERO.sub("   ", raw)
 
@@ -87,11 +96,11 @@ def valid_numbers(raw: str, regions: tuple[str, ...]) -> tuple[tuple[int, int, f
     text = normalized(raw)
     if found := _matches(text, regions):
         return found
-    if sum(char.isdigit() for char in text) <= LONGEST_NATIONAL or text.startswith("+"):
+    if _digit_count(text) <= LONGEST_NATIONAL or text.startswith("+"):
         return ()
     # "4711 0171 1234567": a customer number, then the phone number; try the run without its
     # leading or trailing groups.
-    cuts = [match.start() for match in re.finditer(r"(?<= )\S", text)]
+    cuts = [match.start() for match in GROUP_AFTER_SPACE.finditer(text)]
     for cut in cuts:
         if found := _matches(text[cut:], regions):
             return tuple((cut + start, cut + end, confidence) for start, end, confidence in found)
@@ -102,7 +111,10 @@ def valid_numbers(raw: str, regions: tuple[str, ...]) -> tuple[tuple[int, int, f
 
 
 def _matches(text: str, regions: tuple[str, ...]) -> tuple[tuple[int, int, float], ...]:
-    for region in _regions_for(text, regions):
+    regions = _regions_for(text, regions)
+    if _all_checked(regions) and phone_parsing.valid_in_none(text, regions):
+        return ()  # what the loop below finds: phone_parsing.is_valid is False in each region
+    for region in regions:
         if _trunk_prefix(region) in CHECKED_TRUNK_PREFIXES:
             # What the matcher at leniency VALID checks, without its search for a number
             # inside the text (the candidate is the number): valid, and written with its trunk
@@ -240,6 +252,11 @@ def _regions_by_start(start: str, regions: tuple[str, ...]) -> tuple[str, ...]:
         for region in regions
         if (prefix := _trunk_prefix(region)) is None or (prefix == "0") == (first == "0")
     )
+
+
+@lru_cache(maxsize=256)
+def _all_checked(regions: tuple[str, ...]) -> bool:
+    return all(_trunk_prefix(region) in CHECKED_TRUNK_PREFIXES for region in regions)
 
 
 @lru_cache(maxsize=512)
