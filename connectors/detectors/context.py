@@ -194,6 +194,17 @@ _ENDS_LONGER_CUE = frozenset(
 )
 
 
+# Every word of every cue, by kind: a window holding none of them holds no cue.
+_CUE_WORDS: dict[str, frozenset[str]] = {
+    kind: frozenset(
+        word
+        for phrase in (*RAISING.get(kind, ()), *LOWERING.get(kind, ()))
+        for word in phrase.split()
+    )
+    for kind in {*RAISING, *LOWERING}
+}
+
+
 def adjustment(text: str, start: int, end: int, kind: str) -> float:
     """How much the words before text[start:end] move a candidate's confidence."""
     if kind == "phone" and (
@@ -209,7 +220,7 @@ def adjustment(text: str, start: int, end: int, kind: str) -> float:
         if named in lowering or any(word in lowering for word in named.split()):
             return -LOWER_BY
     words = WORD.findall(text[max(0, start - RAISE_WINDOW) : start].lower())
-    if not words:
+    if not words or _CUE_WORDS.get(kind, frozenset()).isdisjoint(words):
         return 0.0
     near = -1  # how many words the last LOWER_WINDOW characters hold, counted when needed
     # The closest cue decides: look back from the candidate.

@@ -205,20 +205,21 @@ def scan_formats(scan: Scan, names: list[str], kind: str, least: int = 6) -> Ite
             # Only around the runs of digits, not over the whole text, and only the formats
             # that fit in as many digits: the regular expression engine's own scan tries each
             # place a format can begin.
-            fitting = _fitting(numeric, count)
+            fitting, pattern = _fitting(numeric, count)
             if not fitting:
                 continue
             start = run_start - AROUND if run_start > AROUND else 0
             if start < after:
                 start = after
-            pattern, end = _numeric(fitting), min(length, run_end + AFTER)
+            end = min(length, run_end + AFTER)
             # The formats are asked only where one can begin, as the engine's own scan would
             # find them (leftmost first, none inside the one before), without trying each
             # character of the window.
             for begin in BEGINNINGS.finditer(text, start, run_end):
-                if begin.start() < after:
+                begin = begin.start()
+                if begin < after:
                     continue
-                match = pattern.match(text, begin.start(), end)
+                match = pattern.match(text, begin, end)
                 if match is not None:
                     after = match.end()
                     yield from _validated(scan, match, fitting, kind)
@@ -243,12 +244,21 @@ def _split(names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
 def _labelled(scan: Scan, names: tuple[str, ...], digits: int) -> tuple[str, ...]:
     """`names` without the formats whose label the text lacks. A format of more than `digits`
     digits is kept without asking: no run can hold it, so it is never tried."""
-    return tuple(
+    lacking = [
         name
+        for name, cues, count in _needing_labels(names)
+        if count <= digits and not scan.mentions(*cues)
+    ]
+    return tuple(name for name in names if name not in lacking) if lacking else names
+
+
+@lru_cache(maxsize=256)
+def _needing_labels(names: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...], int], ...]:
+    """The formats among `names` that need a label: each with its cues and its digits."""
+    return tuple(
+        (name, format.cues, DIGITS.get(name, 0))
         for name in names
-        if (cues := _BY_NAME[name].cues) is None
-        or DIGITS.get(name, 0) > digits
-        or scan.mentions(*cues)
+        if (format := _BY_NAME[name]).cues is not None
     )
 
 
@@ -259,8 +269,10 @@ BEGINNINGS = re.compile(BEGINNING)
 
 
 @lru_cache(maxsize=1024)
-def _fitting(names: tuple[str, ...], count: int) -> tuple[str, ...]:
-    return tuple(name for name in names if DIGITS[name] <= count)
+def _fitting(names: tuple[str, ...], count: int) -> tuple[tuple[str, ...], re.Pattern | None]:
+    """The formats of `names` a run of `count` digits can hold, and their pattern."""
+    fitting = tuple(name for name in names if DIGITS[name] <= count)
+    return fitting, _numeric(fitting) if fitting else None
 
 
 @lru_cache(maxsize=256)
