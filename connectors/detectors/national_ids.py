@@ -10,7 +10,7 @@ The formats of the countries asked for are one regular expression, scanned once.
 """
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -188,12 +188,12 @@ INTERLEAVED = ("codice_fiscale",)
 SIXTEEN_ALPHANUMERICS = re.compile(r"[A-Za-z0-9]{16}")
 
 
-def scan_formats(scan: Scan, names: list[str], kind: str, least: int = 6) -> Iterator[Span]:
+def scan_formats(scan: Scan, names: Sequence[str], kind: str, least: int = 6) -> Iterator[Span]:
     """Each candidate of the formats named, validated; when the format that matched does not
     validate, the others that match at the same place are tried (nine digits: a BSN or an SSN).
     The numeric formats are tried only in runs of at least `least` digits."""
     text = scan.text
-    numeric, interleaved = _split(tuple(names))
+    numeric, interleaved = _split(names if isinstance(names, tuple) else tuple(names))
     runs = scan.counted_runs(least) if numeric else ()
     after = 0
     if runs:
@@ -272,12 +272,8 @@ BEGINNINGS = re.compile(BEGINNING)
 def _fitting(names: tuple[str, ...], count: int) -> tuple[tuple[str, ...], re.Pattern | None]:
     """The formats of `names` a run of `count` digits can hold, and their pattern."""
     fitting = tuple(name for name in names if DIGITS[name] <= count)
-    return fitting, _numeric(fitting) if fitting else None
-
-
-@lru_cache(maxsize=256)
-def _numeric(names: tuple[str, ...]) -> re.Pattern:
-    return re.compile(BEGINNING + combined(names).pattern)
+    # Only ever matched where BEGINNINGS found a beginning: the formats alone.
+    return fitting, combined(fitting) if fitting else None
 
 
 def _validated(scan: Scan, match: re.Match, names: tuple[str, ...], kind: str) -> Iterator[Span]:
@@ -298,6 +294,9 @@ def find_ssns(scan: Scan) -> Iterator[Span]:
 
 
 def find_national_ids(scan: Scan) -> Iterator[Span]:
-    countries = set(scan.options.id_countries)
-    names = [format.name for format in FORMATS if format.country in countries]
-    yield from scan_formats(scan, names, "national_id")
+    yield from scan_formats(scan, _formats_of(scan.options.id_countries), "national_id")
+
+
+@lru_cache(maxsize=256)
+def _formats_of(countries: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(format.name for format in FORMATS if format.country in countries)
