@@ -289,8 +289,16 @@ def _validated(scan: Scan, match: re.Match, names: tuple[str, ...], kind: str) -
         return
 
 
+# What every formatted SSN holds (the "ssn" format without its lookarounds).
+SSN_SHAPE = re.compile(rf"\d{{3}}([-. {DASH}])\d{{2}}\1\d{{4}}")
+
+
 def find_ssns(scan: Scan) -> Iterator[Span]:
-    yield from scan_formats(scan, ["ssn", "ssn_bare"], "ssn", least=9)
+    """A text holds an SSN only if it holds the shape of a formatted one, or the label a bare
+    one needs: most hold neither, and are not scanned."""
+    if SSN_SHAPE.search(scan.text) is None and not scan.mentions(*SSN_CUES):
+        return
+    yield from scan_formats(scan, ("ssn", "ssn_bare"), "ssn", least=9)
 
 
 def find_national_ids(scan: Scan) -> Iterator[Span]:
