@@ -185,6 +185,8 @@ AROUND = 3  # characters before a run (AB 12…, X-12…) and after it (…78Z)
 # A French NIR born in Corsica holds 2A or 2B: its run of digits stops there.
 AFTER = 14
 INTERLEAVED = ("codice_fiscale",)
+# What every formatted SSN holds (the "ssn" format without its lookarounds).
+SSN_SHAPE = re.compile(rf"\d{{3}}([-. {DASH}])\d{{2}}\1\d{{4}}")
 SIXTEEN_ALPHANUMERICS = re.compile(r"[A-Za-z0-9]{16}")
 
 
@@ -201,14 +203,22 @@ def scan_formats(scan: Scan, names: Sequence[str], kind: str, least: int = 6) ->
         # text with a run long enough for such a format (most texts have none).
         numeric = _labelled(scan, numeric, max(count for _, _, count in runs))
         length = len(text)
+        ssn_shape = SHAPED if "ssn" in numeric and _has_ssn_shape(scan) else 0
         for run_start, run_end, count in runs:
             # Only around the runs of digits, not over the whole text, and only the formats
-            # that fit in as many digits: the regular expression engine's own scan tries each
-            # place a format can begin.
-            fitting, pattern = _fitting(numeric, count)
+            # that fit in as many digits and the letters and digits around them: the regular
+            # expression engine's own scan tries each place a format can begin.
+            start = run_start - AROUND if run_start > AROUND else 0
+            around = (
+                ssn_shape
+                | (LETTERS_BEFORE if LETTER_BEGINNING.search(text, start, run_start + 1) else 0)
+                | (CLOSING_LETTER if CLOSING.match(text, run_end) else 0)
+                | (CORSICAN if text[run_end : run_end + 1] in CORSICAN_LETTERS else 0)
+                | (NINE if text.find("9", run_start, run_end) >= 0 else 0)
+            )
+            fitting, pattern = _fitting(numeric, count, around)
             if not fitting:
                 continue
-            start = run_start - AROUND if run_start > AROUND else 0
             if start < after:
                 start = after
             end = min(length, run_end + AFTER)
@@ -268,10 +278,43 @@ BEGINNING = r"(?:(?<!\d)(?=\d)|(?<![A-Za-z0-9])(?=[A-Za-z][A-Za-z]?[ \-]?\d))"
 BEGINNINGS = re.compile(BEGINNING)
 
 
-@lru_cache(maxsize=1024)
-def _fitting(names: tuple[str, ...], count: int) -> tuple[tuple[str, ...], re.Pattern | None]:
-    """The formats of `names` a run of `count` digits can hold, and their pattern."""
-    fitting = tuple(name for name in names if DIGITS[name] <= count)
+# What is around a run of digits, as bits: which formats can begin in it depends on them. Each
+# format's digits lie in one run. A NINO or an NIE begins with letters, where BEGINNINGS finds a
+# letter before the run; the letter closing a DNI or an NIE stands right after the run's last
+# digit, as does the A or B of a Corsican NIR (2A, 2B).
+LETTERS_BEFORE, CLOSING_LETTER, CORSICAN, NINE, SHAPED = 1, 2, 4, 8, 16
+LETTER_BEGINNING = re.compile(r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z]?[ \-]?\d")
+CLOSING = re.compile(r"[ \-]?[A-Za-z](?![\w\-])")
+CORSICAN_LETTERS = frozenset("ABab")
+NEEDS = {
+    "nino": LETTERS_BEFORE,
+    "nie": LETTERS_BEFORE | CLOSING_LETTER,
+    "dni": CLOSING_LETTER,
+    "itin": NINE,  # it begins with 9
+    "ssn": SHAPED,  # SSN_SHAPE is in the text
+}
+NIR_DIGITS = 15  # a NIR without a Corsican department is all digits
+
+
+def _has_ssn_shape(scan: Scan) -> bool:
+    if "ssn_shape" not in scan.cache:
+        scan.cache["ssn_shape"] = SSN_SHAPE.search(scan.text) is not None
+    return scan.cache["ssn_shape"]
+
+
+@lru_cache(maxsize=4096)
+def _fitting(
+    names: tuple[str, ...], count: int, around: int
+) -> tuple[tuple[str, ...], re.Pattern | None]:
+    """The formats of `names` that can begin in a run of `count` digits with `around` (bits)
+    around it, and their pattern."""
+    fitting = tuple(
+        name
+        for name in names
+        if DIGITS[name] <= count
+        and around & NEEDS.get(name, 0) == NEEDS.get(name, 0)
+        and (name != "nir" or around & CORSICAN or count >= NIR_DIGITS)
+    )
     # Only ever matched where BEGINNINGS found a beginning: the formats alone.
     return fitting, combined(fitting) if fitting else None
 
@@ -289,14 +332,10 @@ def _validated(scan: Scan, match: re.Match, names: tuple[str, ...], kind: str) -
         return
 
 
-# What every formatted SSN holds (the "ssn" format without its lookarounds).
-SSN_SHAPE = re.compile(rf"\d{{3}}([-. {DASH}])\d{{2}}\1\d{{4}}")
-
-
 def find_ssns(scan: Scan) -> Iterator[Span]:
     """A text holds an SSN only if it holds the shape of a formatted one, or the label a bare
     one needs: most hold neither, and are not scanned."""
-    if SSN_SHAPE.search(scan.text) is None and not scan.mentions(*SSN_CUES):
+    if not _has_ssn_shape(scan) and not scan.mentions(*SSN_CUES):
         return
     yield from scan_formats(scan, ("ssn", "ssn_bare"), "ssn", least=9)
 
