@@ -318,3 +318,20 @@ def test_codici_fiscali_are_found_as_when_the_format_scans_every_text():
     assert sum(map(len, expected)) > 1000 and not all(expected)
     found = [list(national_ids.find_national_ids(Scan(text, options))) for text in texts]
     assert found == expected
+
+
+def test_a_time_next_to_a_number_is_seen_as_the_two_patterns_see_it():
+    rng = random.Random(RNG_SEED)
+    checked = near = 0
+    for _ in range(20000):
+        text = "".join(rng.choice("0123456789:: T-.x") for _ in range(rng.randint(0, 24)))
+        start = rng.randint(0, len(text))
+        end = rng.randint(start, len(text))
+        expected = bool(
+            context.TIME_AFTER.match(text, end)
+            or context.TIME_BEFORE.search(text, max(0, start - 9), start)
+        )
+        assert context._next_to_a_time(text, start, end) == expected, (text, start, end)
+        checked += 1
+        near += expected
+    assert near > 1000 and checked - near > 1000

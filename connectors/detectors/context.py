@@ -185,6 +185,17 @@ TIME_AFTER = re.compile(r"[ T]?\d{1,2}:\d{2}(?::\d{2})?\b")
 TIME_BEFORE = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?[ T]?$")
 
 
+def _next_to_a_time(text: str, start: int, end: int) -> bool:
+    """TIME_AFTER at `end` or TIME_BEFORE in the nine characters before `start`; a time holds
+    a ":" within them, which is looked for first."""
+    if text.find(":", end, end + 4) >= 0 and TIME_AFTER.match(text, end):
+        return True
+    before = max(0, start - 9)
+    return (
+        text.find(":", before, start) >= 0 and TIME_BEFORE.search(text, before, start) is not None
+    )
+
+
 # Only a word that ends a cue of several words is worth joining with the words before it.
 _ENDS_LONGER_CUE = frozenset(
     phrase.rsplit(" ", 1)[1]
@@ -207,9 +218,7 @@ _CUE_WORDS: dict[str, frozenset[str]] = {
 
 def adjustment(text: str, start: int, end: int, kind: str) -> float:
     """How much the words before text[start:end] move a candidate's confidence."""
-    if kind == "phone" and (
-        TIME_AFTER.match(text, end) or TIME_BEFORE.search(text, max(0, start - 9), start)
-    ):
+    if kind == "phone" and _next_to_a_time(text, start, end):
         return -LOWER_BY
     raising, lowering = RAISING.get(kind, frozenset()), LOWERING.get(kind, frozenset())
     if "\n" in text and (header := header_of(text, start)):
