@@ -334,4 +334,4 @@ def test_a_time_next_to_a_number_is_seen_as_the_two_patterns_see_it():
         assert context._next_to_a_time(text, start, end) == expected, (text, start, end)
         checked += 1
         near += expected
-    assert near > 1000 and checked - near > 1000
+    assert near > 300 and checked - near > 10000
