@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from stdnum import iban as stdnum_iban
+from stdnum import luhn as stdnum_luhn
 from stdnum import numdb
 
 from connectors.detectors import context, national_ids, network, patterns
@@ -335,3 +336,14 @@ def test_a_time_next_to_a_number_is_seen_as_the_two_patterns_see_it():
         checked += 1
         near += expected
     assert near > 300 and checked - near > 10000
+
+
+def test_luhn_is_checked_as_stdnum_checks_it():
+    rng = random.Random(RNG_SEED)
+    valid = 0
+    for _ in range(20000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 20)))
+        expected = stdnum_luhn.checksum(digits) == 0
+        assert patterns.luhn_is_valid(digits) == expected, digits
+        valid += expected
+    assert 1000 < valid < 3000

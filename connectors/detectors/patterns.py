@@ -37,11 +37,11 @@ DIGITS = re.compile(r"\d+")
 CARD_GROUPINGS = {(4, 4, 4, 4), (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4)}
 
 
+DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # a digit doubled, its two digits added
+
+
 def luhn_is_valid(digits: str) -> bool:
-    total = 0
-    for position, digit in enumerate(reversed(digits)):
-        value = int(digit) * (2 if position % 2 else 1)
-        total += value - 9 if value > 9 else value
+    total = sum(map(int, digits[-1::-2])) + sum(DOUBLED[int(digit)] for digit in digits[-2::-2])
     return total % 10 == 0
 
 
@@ -55,19 +55,22 @@ def find_cards(scan: Scan) -> Iterator[Span]:
 
 def _cards_in(text: str, window: tuple[int, int]) -> Iterator[Span]:
     for run in DIGIT_RUN.finditer(text, *window):
-        groups = [(group.start(), group.end()) for group in DIGITS.finditer(run.group())]
+        groups = list(DIGITS.finditer(run.group()))
+        sizes = [group.end() - group.start() for group in groups]
         offset = run.start()
         for first in range(len(groups)):
-            sizes: list[int] = []
+            total = 0
             for last in range(first, len(groups)):
-                sizes.append(groups[last][1] - groups[last][0])
-                total = sum(sizes)
+                total += sizes[last]
                 if total > 19:
                     break
-                if total < 13 or (len(sizes) > 1 and tuple(sizes) not in CARD_GROUPINGS):
+                if total < 13 or (
+                    last > first and tuple(sizes[first : last + 1]) not in CARD_GROUPINGS
+                ):
                     continue
-                start, end = offset + groups[first][0], offset + groups[last][1]
-                if luhn_is_valid(re.sub(r"\D", "", text[start:end])):
+                start, end = offset + groups[first].start(), offset + groups[last].end()
+                # The digits of the groups: what lies between them is no digit.
+                if luhn_is_valid("".join(group.group() for group in groups[first : last + 1])):
                     confidence = 0.95 + context.adjustment(text, start, end, "credit_card")
                     yield Span(start, end, "credit_card", confidence, validated=True)
 
