@@ -84,9 +84,9 @@ IBAN_GROUP = re.compile(r"[A-Za-z0-9]+")
 def find_ibans(scan: Scan) -> Iterator[Span]:
     """An IBAN's check digits are a run of digits right after two letters: only there is the
     pattern tried."""
-    text, position = scan.text, 0
-    for start, _ in scan.windows(2, before=0, after=0):
-        if start < max(position, 2) or not text[start - 2 : start].isalpha():
+    text, position = scan.text, 2
+    for start, _, _ in scan.counted_runs(2):
+        if start < position or not text[start - 2 : start].isalpha():
             continue
         run = IBAN_RUN.match(text, start - 2)
         if run is None:
