@@ -38,9 +38,10 @@ class Found(NamedTuple):
     detectors: frozenset[str]  # every detector that proposed exactly this span
 
 
-def rank(span: Span) -> tuple:
+def rank(candidate: Candidate) -> tuple:
+    span = candidate.span
     priority = _RANK.get(span.type, -1)  # not a built-in type: a regex rule's
-    return (not span.validated, -(span.end - span.start), priority, span.start, span.type)
+    return (not span.validated, span.start - span.end, priority, span.start, span.type)
 
 
 def merge_same_type(candidates: list[Candidate]) -> list[Candidate]:
@@ -80,7 +81,7 @@ def resolve(candidates: list[Candidate]) -> list[Found]:
         proposed_by.setdefault(key, set()).update(candidate.detector.split("+"))
     starts: list[int] = []
     taken: list[Span] = []
-    for candidate in sorted(candidates, key=lambda candidate: rank(candidate.span)):
+    for candidate in sorted(candidates, key=rank):
         span = candidate.span
         index = bisect.bisect_left(starts, span.end)
         if index and taken[index - 1].end > span.start:
