@@ -3,7 +3,7 @@ and the pattern pass timed in a tight loop.
 
     python bench/redaction_spans.py dump spans.json [--variants 5]
     python bench/redaction_spans.py compare before.json after.json
-    python bench/redaction_spans.py time [--passes 15]
+    python bench/redaction_spans.py time [--passes 15] [--together]
 
 `dump` writes every span detect() finds (start, end, type, confidence, validated, the detectors
 that proposed it) with all pattern detectors together and with each alone, over the data set's
@@ -11,7 +11,8 @@ texts and over `--variants` copies of each with its digits replaced at random (a
 same texts for every commit), so that a shortcut that differs from what it replaced on numbers
 the data set does not hold shows too. Run it with each commit's code first on the path.
 `compare` exits 1 when two dumps differ. `time` gives the best and median of `--passes` passes
-over the data set, the detectors' caches cleared before each, all together and each alone.
+over the data set, the detectors' caches cleared before each, all together and (without
+`--together`) each alone.
 """
 
 import argparse
@@ -71,11 +72,12 @@ def compare(before: str, after: str) -> int:
     return 1 if differences else 0
 
 
-def tight_loop(passes: int) -> None:
+def tight_loop(passes: int, together: bool) -> None:
     from connectors.detectors import clear_caches, find_spans
 
     data = texts(0)
-    for names in [PATTERN_DETECTORS, *([name] for name in PATTERN_DETECTORS)]:
+    alone = [] if together else [[name] for name in PATTERN_DETECTORS]
+    for names in [PATTERN_DETECTORS, *alone]:
         timings = []
         for _ in range(passes):
             clear_caches()
@@ -98,6 +100,7 @@ def main() -> int:
     comparing.add_argument("after")
     timing = commands.add_parser("time")
     timing.add_argument("--passes", type=int, default=15)
+    timing.add_argument("--together", action="store_true", help="not each detector alone")
     arguments = parser.parse_args()
     if arguments.command == "compare":
         return compare(arguments.before, arguments.after)
@@ -105,7 +108,7 @@ def main() -> int:
     if arguments.command == "dump":
         dump(arguments.path, arguments.variants)
     else:
-        tight_loop(arguments.passes)
+        tight_loop(arguments.passes, arguments.together)
     return 0
 
 
