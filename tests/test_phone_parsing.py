@@ -160,3 +160,7 @@ def test_valid_in_none_is_unsure_of_regions_parse_is_not_followed_in():
     assert phone_parsing.is_valid("2024 0315", "AR") is None
     assert not phone_parsing.valid_in_none("2024 0315", ("US", "AR"))
     assert phone_parsing.valid_in_none("2024 0315", ("US", "ES", "IT"))
+    # Nor does it follow parse on a "+" inside the number, or on other characters.
+    assert phone_parsing.is_valid("2024+0315", "US") is None
+    assert not phone_parsing.valid_in_none("2024+0315", ("US", "ES", "IT"))
+    assert not phone_parsing.valid_in_none("2024\u00a00315", ("US", "ES", "IT"))

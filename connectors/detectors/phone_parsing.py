@@ -288,7 +288,7 @@ def valid_in_none(text: str, regions: tuple[str, ...]) -> bool:
     the digits of a national number (no "+", no international prefix), less what parse may
     strip off them, fit the general pattern of no region of the regions' country codes.
     False when unsure."""
-    if text[:1] == "+" or not SHORTCUT_CHARACTERS.issuperset(text):
+    if "+" in text or not SHORTCUT_CHARACTERS.issuperset(text):
         return False
     digits = text.translate(_NOT_DIGITS)
     screen = _screen(regions)
