@@ -35,8 +35,6 @@ BRACKETED_COUNTRY = re.compile(r"^\(\+(\d{1,3})\)")
 SEPARATED = re.compile(r"[\s./()\-]")
 NOT_A_DIGIT = re.compile(r"\D")
 GROUP_AFTER_SPACE = re.compile(r"(?<= )\S")
-# What a candidate holds besides digits (the pattern's separators and brackets).
-CANDIDATE_SEPARATORS = {ord(char): None for char in " .-/()+"}
 INTERNATIONAL, NATIONAL, UNSEPARATED = 0.9, 0.8, 0.65  # valid numbers, by how they are written
 POSSIBLE_SHAPED, POSSIBLE, POSSIBLE_UNSEPARATED = 0.6, 0.45, 0.3  # possible, not valid
 # Regions whose trunk prefix _regions_for accounts for (none, 0, or North America's optional 1);
@@ -75,7 +73,7 @@ def _phones_in(scan: Scan, text: str, regions: tuple[str, ...], window) -> Itera
 
 
 def _digit_count(candidate: str) -> int:
-    return len(candidate.translate(CANDIDATE_SEPARATORS))
+    return len(candidate) - len(NOT_A_DIGIT.findall(candidate))
 
 
 def normalized(raw: str) -> str:
