@@ -86,7 +86,7 @@ class Scan:
                 count = len(run) if run.isdigit() else len(run) - len(SEPARATORS.findall(run))
                 runs.append((match.start(), match.end(), count))
         if digits <= 2:
-            return runs  # a run holds two digits at least
+            return runs  # every run holds two digits at least (the list itself: read only)
         return [run for run in runs if run[2] >= digits]
 
     def windows(self, digits: int, before: int, after: int) -> list[tuple[int, int]]:
