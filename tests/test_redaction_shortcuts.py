@@ -347,3 +347,25 @@ def test_luhn_is_checked_as_stdnum_checks_it():
         assert patterns.luhn_is_valid(digits) == expected, digits
         valid += expected
     assert 1000 < valid < 3000
+
+
+def test_ipv4_addresses_are_looked_for_as_in_every_dotted_window():
+    rng = random.Random(RNG_SEED)
+    options = Options()
+    found = 0
+    for _ in range(10000):
+        pieces = []
+        for _ in range(rng.randint(1, 4)):
+            groups = [str(rng.randint(0, 300)) for _ in range(rng.randint(1, 6))]
+            pieces.append(rng.choice([".", ". ", "-", " "]).join(groups))
+        text = "".join(piece + rng.choice([" ", "x", ".", ". ", "/", ":"]) for piece in pieces)
+        scan = Scan(text, options)
+        expected = [
+            span
+            for window in scan.windows(4, before=0, after=2)
+            if text.count(".", *window) >= 3
+            for span in network._ipv4_in(text, window)
+        ]
+        assert list(network.find_ipv4(Scan(text, options))) == expected, text
+        found += len(expected)
+    assert found > 200

@@ -17,10 +17,11 @@ IPV6 = re.compile(
 
 
 def find_ipv4(scan: Scan) -> Iterator[Span]:
-    text = scan.text
-    for window in scan.windows(4, before=0, after=2):
-        if text.count(".", *window) >= 3:
-            yield from _ipv4_in(text, window)
+    """Only in the digit runs that hold three dots (an address's dots lie inside its run)."""
+    text, length = scan.text, len(scan.text)
+    for start, end, _ in scan.counted_runs(4):
+        if text.count(".", start, end) >= 3:
+            yield from _ipv4_in(text, (start, min(length, end + 2)))
 
 
 def _ipv4_in(text: str, window: tuple[int, int]) -> Iterator[Span]:
