@@ -11,6 +11,7 @@ Called explicitly from the code paths that change things, never from model signa
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,8 +190,27 @@ def backfill_public_chain(event_model, head_model, chunk: int = 2000) -> None:
 
 
 def _json_safe(value: Any) -> Any:
-    """Round-trip through JSON so the stored value hashes the same after it is read back."""
+    """Round-trip through JSON so the stored value hashes the same after it is read back (a
+    value JSON gives back equal, as most events' changes are, is kept as it is)."""
+    if _is_plain_json(value):
+        return value
     return json.loads(json.dumps(value, default=str))
+
+
+def _is_plain_json(value: Any) -> bool:
+    """Whether the value holds only what JSON reads back as equal and of the same type: dicts
+    with text keys, lists, text, integers, finite floats, booleans and None (exact types: a
+    tuple, a str enum or an integer subclass comes back as something else)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is dict:
+        return all(type(key) is str and _is_plain_json(item) for key, item in value.items())
+    if kind is list:
+        return all(_is_plain_json(item) for item in value)
+    return False
 
 
 def diff(before: dict[str, Any], after: dict[str, Any], secret_fields: Iterable[str] = ()):

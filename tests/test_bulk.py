@@ -88,3 +88,25 @@ def test_built_instances_are_what_the_model_makes_each_with_its_own_defaults(con
 def test_a_row_naming_no_column_is_refused(connector):
     with pytest.raises(TypeError, match="connector"):
         bulk.build(Job, {}, [{"connector": connector}])
+
+
+def test_a_column_taken_whole_is_what_each_value_s_conversion_gives(connector):
+    """bulk.column's one check per column against column_adapter's call per value, for columns
+    taken as they are, columns with a value to convert, and columns always converted."""
+    from django.db import connection
+    from django.utils import timezone
+
+    same = [job(connector, f"k{n}", attempts=n, cost="1.50") for n in range(3)]
+    mixed = [*same, job(connector, "k3", attempts="7", tokens_in=True, cost=None)]
+    mixed[0].created_at = timezone.now()
+    mixed[1].id = str(uuid.uuid4())  # a text id: converted on PostgreSQL, as bulk_create does
+    mixed[2].connector_id = str(connector.pk)
+    for objects in (same, mixed):
+        for copies in (False, True):
+            for field in Job._meta.local_concrete_fields:
+                adapt = bulk.column_adapter(field, connection, copies=copies)
+                expected = [adapt(obj) for obj in objects]
+                assert bulk.column(field, objects, connection, copies=copies) == expected, field
+    assert bulk.column(Job._meta.get_field("attempts"), mixed, connection)[3] == 7
+    assert bulk.stored_as_is(Job._meta.get_field("attempts"), connection) is int
+    assert bulk.stored_as_is(Job._meta.get_field("cost"), connection) is None
