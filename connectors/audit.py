@@ -11,7 +11,6 @@ Called explicitly from the code paths that change things, never from model signa
 
 import hashlib
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from connectors import bulk, crypto
+from connectors import bulk, canonical_json, crypto
 from connectors.models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -133,7 +132,7 @@ def canonical(event) -> bytes:
     content = {
         "sequence": event.sequence,
         "created_at": event.created_at.isoformat(timespec="microseconds"),
-        "actor_type": event.actor_type,
+        "actor_type": str(event.actor_type),  # an ActorType writes as its text, plain or not
         "actor": event.actor,
         "action": event.action,
         "object_type": event.object_type,
@@ -144,7 +143,7 @@ def canonical(event) -> bytes:
         "ip_address": event.ip_address,
         "previous_hash": event.previous_hash,
     }
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_json.dumps(content)
 
 
 def content_digest(message: bytes) -> str:
@@ -164,8 +163,9 @@ def link_digest(previous_public_hash: str, sequence: int, digest: str) -> str:
 def digest_value(value: Any) -> str:
     """SHA-256 of a JSON value in canonical form: pins a lineage field in an event's changes.
     A float with no fraction hashes as the integer: PostgreSQL's jsonb gives 1e16 back as one."""
-    text = json.dumps(_integral(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    if not canonical_json.is_plain(value, floats=False):
+        value = _integral(value)
+    return hashlib.sha256(canonical_json.dumps(value)).hexdigest()
 
 
 def _integral(value: Any) -> Any:
@@ -192,25 +192,9 @@ def backfill_public_chain(event_model, head_model, chunk: int = 2000) -> None:
 def _json_safe(value: Any) -> Any:
     """Round-trip through JSON so the stored value hashes the same after it is read back (a
     value JSON gives back equal, as most events' changes are, is kept as it is)."""
-    if _is_plain_json(value):
+    if canonical_json.is_plain(value):
         return value
     return json.loads(json.dumps(value, default=str))
-
-
-def _is_plain_json(value: Any) -> bool:
-    """Whether the value holds only what JSON reads back as equal and of the same type: dicts
-    with text keys, lists, text, integers, finite floats, booleans and None (exact types: a
-    tuple, a str enum or an integer subclass comes back as something else)."""
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return True
-    if kind is float:
-        return math.isfinite(value)
-    if kind is dict:
-        return all(type(key) is str and _is_plain_json(item) for key, item in value.items())
-    if kind is list:
-        return all(_is_plain_json(item) for item in value)
-    return False
 
 
 def diff(before: dict[str, Any], after: dict[str, Any], secret_fields: Iterable[str] = ()):
