@@ -10,12 +10,15 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
+import orjson
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import JSONField
 from django.db.models import fields as model_fields
 from django.db.models.base import ModelState
 from django.db.models.constants import OnConflict
 from django.db.models.fields import AutoFieldMixin
+
+from connectors import canonical_json
 
 # Field classes whose pre_save and get_db_prep_save return a value of this type unchanged
 # (exact classes: a subclass may convert, e.g. an encrypted or lower-cased field).
@@ -176,6 +179,11 @@ def json_text(field, converted: Callable) -> Callable:
             return converted(obj)
         if type(value) is dict and not value:
             return "{}"  # most of a new job's JSON columns
+        if encoder is None and canonical_json.is_plain(value):
+            try:  # the same JSON value (the database reads the text), written faster
+                return orjson.dumps(value).decode()
+            except TypeError:  # an integer beyond 64 bits
+                pass
         return json.dumps(value, cls=encoder)
 
     return adapt

@@ -1,5 +1,6 @@
 """bulk.insert stores what bulk_create would; a 1,000-record body's events still chain."""
 
+import json
 import uuid
 
 import pytest
@@ -110,3 +111,20 @@ def test_a_column_taken_whole_is_what_each_value_s_conversion_gives(connector):
     assert bulk.column(Job._meta.get_field("attempts"), mixed, connection)[3] == 7
     assert bulk.stored_as_is(Job._meta.get_field("attempts"), connection) is int
     assert bulk.stored_as_is(Job._meta.get_field("cost"), connection) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"text": 'é ✓ 🙂 \u2028 \x00 \x1f "q" \\', "n": [1, 2.5, -0.0, 1e16, 1e-7, None, True]},
+        {"nested": {"b": [{"d": []}], "a": {}}, "big": 10**30},  # beyond 64 bits: json writes it
+        {"tuple": (1, 2), 1: "an integer key"},  # not plain: json writes it
+        [],
+        "text",
+    ],
+)
+def test_a_json_column_s_text_is_the_value_json_writes(value):
+    field = Job._meta.get_field("input_data")
+    adapt = bulk.json_text(field, converted=lambda obj: pytest.fail("None only"))
+
+    assert json.loads(adapt(Job(input_data=value))) == json.loads(json.dumps(value))
