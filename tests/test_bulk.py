@@ -91,6 +91,11 @@ def test_a_row_naming_no_column_is_refused(connector):
         bulk.build(Job, {}, [{"connector": connector}])
 
 
+def comparable(value):
+    """A value as stored, comparable: psycopg's Jsonb wrapper compares by identity."""
+    return ("jsonb", json.dumps(value.obj)) if type(value).__name__ == "Jsonb" else value
+
+
 def test_a_column_taken_whole_is_what_each_value_s_conversion_gives(connector):
     """bulk.column's one check per column against column_adapter's call per value, for columns
     taken as they are, columns with a value to convert, and columns always converted."""
@@ -106,8 +111,9 @@ def test_a_column_taken_whole_is_what_each_value_s_conversion_gives(connector):
         for copies in (False, True):
             for field in Job._meta.local_concrete_fields:
                 adapt = bulk.column_adapter(field, connection, copies=copies)
-                expected = [adapt(obj) for obj in objects]
-                assert bulk.column(field, objects, connection, copies=copies) == expected, field
+                expected = [comparable(adapt(obj)) for obj in objects]
+                taken = bulk.column(field, objects, connection, copies=copies)
+                assert [comparable(value) for value in taken] == expected, field
     assert bulk.column(Job._meta.get_field("attempts"), mixed, connection)[3] == 7
     assert bulk.stored_as_is(Job._meta.get_field("attempts"), connection) is int
     assert bulk.stored_as_is(Job._meta.get_field("cost"), connection) is None
