@@ -13,7 +13,6 @@ import django
 django.setup()
 
 from django.conf import settings  # noqa: E402
-from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.urls import include, path  # noqa: E402
 from rest_framework.response import Response  # noqa: E402
 from rest_framework.views import APIView  # noqa: E402
@@ -38,4 +37,6 @@ class FloorView(APIView):
 
 urlpatterns = [path("bench/floor/", FloorView.as_view()), path("", include("console.urls"))]
 settings.ROOT_URLCONF = __name__
-application = get_wsgi_application()
+
+# Production's application (and its garbage collector settings), routed through the URLs above.
+from console.wsgi import application  # noqa: E402, F401

@@ -18,7 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from connectors import bulk, crypto
+from connectors import bulk, canonical_json, crypto
 from connectors.models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -132,7 +132,7 @@ def canonical(event) -> bytes:
     content = {
         "sequence": event.sequence,
         "created_at": event.created_at.isoformat(timespec="microseconds"),
-        "actor_type": event.actor_type,
+        "actor_type": str(event.actor_type),  # an ActorType writes as its text, plain or not
         "actor": event.actor,
         "action": event.action,
         "object_type": event.object_type,
@@ -143,7 +143,7 @@ def canonical(event) -> bytes:
         "ip_address": event.ip_address,
         "previous_hash": event.previous_hash,
     }
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_json.dumps(content)
 
 
 def content_digest(message: bytes) -> str:
@@ -163,8 +163,9 @@ def link_digest(previous_public_hash: str, sequence: int, digest: str) -> str:
 def digest_value(value: Any) -> str:
     """SHA-256 of a JSON value in canonical form: pins a lineage field in an event's changes.
     A float with no fraction hashes as the integer: PostgreSQL's jsonb gives 1e16 back as one."""
-    text = json.dumps(_integral(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    if not canonical_json.is_plain(value, floats=False):
+        value = _integral(value)
+    return hashlib.sha256(canonical_json.dumps(value)).hexdigest()
 
 
 def _integral(value: Any) -> Any:
@@ -189,7 +190,10 @@ def backfill_public_chain(event_model, head_model, chunk: int = 2000) -> None:
 
 
 def _json_safe(value: Any) -> Any:
-    """Round-trip through JSON so the stored value hashes the same after it is read back."""
+    """Round-trip through JSON so the stored value hashes the same after it is read back (a
+    value JSON gives back equal, as most events' changes are, is kept as it is)."""
+    if canonical_json.is_plain(value):
+        return value
     return json.loads(json.dumps(value, default=str))
 
 

@@ -53,9 +53,15 @@ def parse_path(path: str) -> list[str | int]:
     return parts
 
 
+@lru_cache(maxsize=1024)
+def parsed_path(path: str) -> tuple[str | int, ...]:
+    """parse_path once per path (every record of a body resolves the same ones)."""
+    return tuple(parse_path(path))
+
+
 def resolve_path(record: Any, path: str) -> Any:
     value = record
-    for part in parse_path(path):
+    for part in parsed_path(path):
         if isinstance(part, int) and isinstance(value, list):
             if not -len(value) <= part < len(value):
                 raise PathNotFound(f"{path}: index [{part}] is out of range")

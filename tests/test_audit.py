@@ -1,5 +1,7 @@
 """The audit chain: every change leaves an event, and any edit of the trail is caught."""
 
+import datetime
+import enum
 import io
 import itertools
 import json
@@ -7,7 +9,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from connectors import audit, chain_status
+from connectors import audit, canonical_json, chain_status
 from connectors.models import AuditChainHead, AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -184,3 +186,40 @@ def test_a_broken_chain_found_by_the_scheduler_stays_on_the_page(chain, settings
 
     status, _ = chain_status.current()
     assert (status.is_valid, status.broken_sequence) == (False, 2)
+
+
+TRICKY_CHANGES = [
+    {"digests": {"prompt": "ab" * 32}, "source_reference": "webhook msg_1"},
+    {"text": 'é ✓ 日本 \u2028 \\ " \n\t\x01', "emoji": "🙂", "lone": "\ud800"},
+    {"n": [1, -0.0, 2.5, 1e16, 1e-7, 10**30, True, False, None], "deep": {"a": [{"b": [[]]}]}},
+    {"float": float("nan")},  # JSON reads back another NaN
+    {"float": float("inf")},
+    {"tuple": (1, 2)},  # reads back as a list
+    {1: "an integer key"},  # reads back as "1"
+    {"status": AuditEvent.ActorType.SYSTEM},  # a str enum reads back as plain text
+    {"when": datetime.date(2026, 12, 3)},  # default=str
+    {"flag": enum.IntEnum("E", "A").A},
+]
+
+
+def shape(value):
+    """The value with the type of everything in it, so an equal list and tuple differ."""
+    if isinstance(value, dict):
+        return ("dict", [(shape(key), shape(item)) for key, item in value.items()])
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, [shape(item) for item in value])
+    return (type(value).__name__, repr(value))
+
+
+@pytest.mark.parametrize("changes", TRICKY_CHANGES)
+def test_changes_kept_as_they_are_are_what_the_json_round_trip_gives(changes):
+    round_trip = json.loads(json.dumps(changes, default=str))
+
+    assert shape(audit._json_safe(changes)) == shape(round_trip)
+    if canonical_json.is_plain(changes):
+        assert audit._json_safe(changes) is changes
+
+
+def test_only_changes_json_gives_back_alike_are_kept_as_they_are():
+    kept = [canonical_json.is_plain(changes) for changes in TRICKY_CHANGES]
+    assert kept == [True] * 3 + [False] * 7

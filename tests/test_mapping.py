@@ -10,6 +10,7 @@ from connectors.mapping import (
     map_fields,
     parse_path,
     parse_transforms,
+    parsed_path,
     resolve_path,
     validate_target_name,
 )
@@ -29,12 +30,16 @@ RECORD = {"customer": {"address": {"zip": "10115"}}, "lines": [{"amount": 3}, {"
 )
 def test_parses_paths(path, parts):
     assert parse_path(path) == parts
+    assert parsed_path(path) == tuple(parts)  # the cached parse resolve_path uses
+    assert parsed_path(path) is parsed_path(path)
 
 
 @pytest.mark.parametrize("path", ["", " ", "a..b", "a.", "a[x]", "[0", "a[0]b", ".a"])
 def test_refuses_malformed_paths(path):
     with pytest.raises(ValueError):
         parse_path(path)
+    with pytest.raises(ValueError):
+        parsed_path(path)  # a refusal is not cached as a path
 
 
 @pytest.mark.parametrize(
