@@ -106,6 +106,19 @@ class Refill:
         discard_taken(jobs, self)
         return jobs
 
+    def finish_and_claim(self, finished: list[tuple[Job, Outcome]], count: int) -> list[Job]:
+        """Record the outcomes and claim `count` more in one transaction."""
+        jobs = reconnecting(
+            lifecycle.finish_and_claim,
+            finished,
+            self.connector_id,
+            self.worker,
+            count,
+            what="recording outcomes",
+        )
+        discard_taken(jobs, self)
+        return jobs
+
 
 def current_rq_id() -> str:
     rq_job = get_current_job()
@@ -154,11 +167,11 @@ def run_concurrently(
             idle = refill is not None and len(running) < concurrency
             timeout = REFILL_POLL_SECONDS if idle else settings.JOB_HEARTBEAT_SECONDS
             done, running = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
-            record(runtime, by_id, [future.result() for future in done])
-            if refill is not None and (wanted := refill.wanted(len(running), concurrency)):
-                for job in refill.claim(wanted):
-                    by_id[str(job.id)] = job
-                    running.add(pool.submit(pipeline.execute, runtime, job))
+            outcomes = [future.result() for future in done]
+            wanted = refill.wanted(len(running), concurrency) if refill is not None else 0
+            for job in record(runtime, by_id, outcomes, refill, wanted):
+                by_id[str(job.id)] = job
+                running.add(pool.submit(pipeline.execute, runtime, job))
             if running and time.monotonic() - renewed >= settings.JOB_HEARTBEAT_SECONDS / 2:
                 reconnecting(lifecycle.extend_leases, list(by_id), what="renewing leases")
                 renewed = time.monotonic()
@@ -173,16 +186,26 @@ def run_concurrently(
         pool.shutdown(wait=False)
 
 
-def record(runtime: pipeline.Runtime, by_id: dict[str, Job], outcomes: list[Outcome]) -> None:
-    """Write the batch-writing sink's results, then record the outcomes in one transaction; if
-    the database refuses one of them, the others are recorded one by one all the same."""
+def record(
+    runtime: pipeline.Runtime,
+    by_id: dict[str, Job],
+    outcomes: list[Outcome],
+    refill: Refill | None = None,
+    wanted: int = 0,
+) -> list[Job]:
+    """Write the batch-writing sink's results, then record the outcomes and claim `wanted` more
+    jobs (with a refill) in one transaction; returns the jobs claimed. If the database refuses
+    one of the outcomes, the others are recorded one by one all the same."""
     if not outcomes:
-        return
+        return refill.claim(wanted) if wanted else []
     if runtime.sink.writes_in_batches:
         outcomes = pipeline.write_batch(runtime, outcomes)
     finished = [(by_id.pop(outcome.job_id), outcome) for outcome in outcomes]
     try:
+        if refill is not None:
+            return refill.finish_and_claim(finished, wanted)
         reconnecting(lifecycle.finish_many, finished, what="recording outcomes")
+        return []
     except (OperationalError, InterfaceError):
         raise  # the database is gone: the leases recover these jobs
     except Exception:
@@ -196,6 +219,7 @@ def record(runtime: pipeline.Runtime, by_id: dict[str, Job], outcomes: list[Outc
                     "the outcome could not be stored (see the worker log)", permanent=True
                 )
                 lifecycle.finish_many([(job, Outcome(job_id=outcome.job_id, error=failure))])
+    return refill.claim(wanted) if wanted else []
 
 
 def report_dead(job_ids: list[str]) -> None:
