@@ -32,7 +32,7 @@ from connectors.models import Job
 from connectors.work import Outcome
 
 # While provider slots are idle, how often a running batch looks for newly queued jobs.
-REFILL_POLL_SECONDS = 0.05
+REFILL_POLL_SECONDS = 0.02
 # How long an RQ job whose jobs are all taken stays in Redis (a worker may be running it).
 DISCARDED_RQ_JOB_TTL = 60
 
@@ -100,15 +100,13 @@ class Refill:
         return room if in_hand < concurrency or room >= min(concurrency, self.batch_size) else 0
 
     def claim(self, count: int) -> list[Job]:
-        jobs = reconnecting(
+        return reconnecting(
             lifecycle.claim_more, self.connector_id, self.worker, count, what="claiming jobs"
         )
-        discard_taken(jobs, self)
-        return jobs
 
     def finish_and_claim(self, finished: list[tuple[Job, Outcome]], count: int) -> list[Job]:
         """Record the outcomes and claim `count` more in one transaction."""
-        jobs = reconnecting(
+        return reconnecting(
             lifecycle.finish_and_claim,
             finished,
             self.connector_id,
@@ -116,8 +114,6 @@ class Refill:
             count,
             what="recording outcomes",
         )
-        discard_taken(jobs, self)
-        return jobs
 
 
 def current_rq_id() -> str:
@@ -169,9 +165,12 @@ def run_concurrently(
             done, running = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
             outcomes = [future.result() for future in done]
             wanted = refill.wanted(len(running), concurrency) if refill is not None else 0
-            for job in record(runtime, by_id, outcomes, refill, wanted):
+            claimed = record(runtime, by_id, outcomes, refill, wanted)
+            for job in claimed:
                 by_id[str(job.id)] = job
                 running.add(pool.submit(pipeline.execute, runtime, job))
+            if claimed:  # once their calls are under way: this is only cleanup
+                discard_taken(claimed, refill)
             if running and time.monotonic() - renewed >= settings.JOB_HEARTBEAT_SECONDS / 2:
                 reconnecting(lifecycle.extend_leases, list(by_id), what="renewing leases")
                 renewed = time.monotonic()
