@@ -6,7 +6,8 @@ renews its jobs' leases every heartbeat; a worker that dies stops renewing, and 
 gives its jobs to another (lifecycle.recover_lost).
 
 A batch is refilled while it runs: whenever provider slots free up, the worker claims the
-connector's jobs that were queued meanwhile (up to `batch_size` in hand), so records that
+connector's jobs that were queued meanwhile (up to `batch_size` in hand; in the transaction
+that records the outcomes that came in, one wait for the audit chain head), so records that
 arrive one per request share the provider's concurrency instead of running one RQ job at a
 time. The RQ jobs of the records it took are dropped from the queue (they would find nothing
 to claim). A lone record is never held back: the batch ends as soon as nothing is in flight
