@@ -75,11 +75,12 @@ def record(action: str, actor: Actor, obj=None, *, connector: str = "", changes=
 
 
 def record_many(entries: Iterable[Entry]) -> None:
-    """Append events in one transaction, holding the chain head's lock."""
+    """Append events in one transaction, holding the chain head's lock. Inside a caller's
+    transaction no savepoint (two round trips): a failure here fails the caller's all the same."""
     entries = list(entries)
     if not entries:
         return
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         head = locked_head()
         events = bulk.build(
             AuditEvent,

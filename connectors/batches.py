@@ -6,7 +6,8 @@ renews its jobs' leases every heartbeat; a worker that dies stops renewing, and 
 gives its jobs to another (lifecycle.recover_lost).
 
 A batch is refilled while it runs: whenever provider slots free up, the worker claims the
-connector's jobs that were queued meanwhile (up to `batch_size` in hand), so records that
+connector's jobs that were queued meanwhile (up to `batch_size` in hand; in the transaction
+that records the outcomes that came in, one wait for the audit chain head), so records that
 arrive one per request share the provider's concurrency instead of running one RQ job at a
 time. The RQ jobs of the records it took are dropped from the queue (they would find nothing
 to claim). A lone record is never held back: the batch ends as soon as nothing is in flight
@@ -32,7 +33,7 @@ from connectors.models import Job
 from connectors.work import Outcome
 
 # While provider slots are idle, how often a running batch looks for newly queued jobs.
-REFILL_POLL_SECONDS = 0.05
+REFILL_POLL_SECONDS = 0.02
 # How long an RQ job whose jobs are all taken stays in Redis (a worker may be running it).
 DISCARDED_RQ_JOB_TTL = 60
 
@@ -100,11 +101,20 @@ class Refill:
         return room if in_hand < concurrency or room >= min(concurrency, self.batch_size) else 0
 
     def claim(self, count: int) -> list[Job]:
-        jobs = reconnecting(
+        return reconnecting(
             lifecycle.claim_more, self.connector_id, self.worker, count, what="claiming jobs"
         )
-        discard_taken(jobs, self)
-        return jobs
+
+    def finish_and_claim(self, finished: list[tuple[Job, Outcome]], count: int) -> list[Job]:
+        """Record the outcomes and claim `count` more in one transaction."""
+        return reconnecting(
+            lifecycle.finish_and_claim,
+            finished,
+            self.connector_id,
+            self.worker,
+            count,
+            what="recording outcomes",
+        )
 
 
 def current_rq_id() -> str:
@@ -154,11 +164,14 @@ def run_concurrently(
             idle = refill is not None and len(running) < concurrency
             timeout = REFILL_POLL_SECONDS if idle else settings.JOB_HEARTBEAT_SECONDS
             done, running = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
-            record(runtime, by_id, [future.result() for future in done])
-            if refill is not None and (wanted := refill.wanted(len(running), concurrency)):
-                for job in refill.claim(wanted):
-                    by_id[str(job.id)] = job
-                    running.add(pool.submit(pipeline.execute, runtime, job))
+            outcomes = [future.result() for future in done]
+            wanted = refill.wanted(len(running), concurrency) if refill is not None else 0
+            claimed = record(runtime, by_id, outcomes, refill, wanted)
+            for job in claimed:
+                by_id[str(job.id)] = job
+                running.add(pool.submit(pipeline.execute, runtime, job))
+            if claimed:  # once their calls are under way: this is only cleanup
+                discard_taken(claimed, refill)
             if running and time.monotonic() - renewed >= settings.JOB_HEARTBEAT_SECONDS / 2:
                 reconnecting(lifecycle.extend_leases, list(by_id), what="renewing leases")
                 renewed = time.monotonic()
@@ -173,16 +186,26 @@ def run_concurrently(
         pool.shutdown(wait=False)
 
 
-def record(runtime: pipeline.Runtime, by_id: dict[str, Job], outcomes: list[Outcome]) -> None:
-    """Write the batch-writing sink's results, then record the outcomes in one transaction; if
-    the database refuses one of them, the others are recorded one by one all the same."""
+def record(
+    runtime: pipeline.Runtime,
+    by_id: dict[str, Job],
+    outcomes: list[Outcome],
+    refill: Refill | None = None,
+    wanted: int = 0,
+) -> list[Job]:
+    """Write the batch-writing sink's results, then record the outcomes and claim `wanted` more
+    jobs (with a refill) in one transaction; returns the jobs claimed. If the database refuses
+    one of the outcomes, the others are recorded one by one all the same."""
     if not outcomes:
-        return
+        return refill.claim(wanted) if wanted else []
     if runtime.sink.writes_in_batches:
         outcomes = pipeline.write_batch(runtime, outcomes)
     finished = [(by_id.pop(outcome.job_id), outcome) for outcome in outcomes]
     try:
+        if refill is not None:
+            return refill.finish_and_claim(finished, wanted)
         reconnecting(lifecycle.finish_many, finished, what="recording outcomes")
+        return []
     except (OperationalError, InterfaceError):
         raise  # the database is gone: the leases recover these jobs
     except Exception:
@@ -196,6 +219,7 @@ def record(runtime: pipeline.Runtime, by_id: dict[str, Job], outcomes: list[Outc
                     "the outcome could not be stored (see the worker log)", permanent=True
                 )
                 lifecycle.finish_many([(job, Outcome(job_id=outcome.job_id, error=failure))])
+    return refill.claim(wanted) if wanted else []
 
 
 def report_dead(job_ids: list[str]) -> None:

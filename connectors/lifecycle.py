@@ -25,11 +25,11 @@ import random
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from connectors import audit, exports
+from connectors import audit, exports, row_updates
 from connectors.models import Job, JobAttempt, Provider, Review
 from connectors.work import Answer, Outcome
 
@@ -65,7 +65,9 @@ def claim(job_ids: list[str], worker: str = "", *, fill_to: int = 0) -> list[Job
                 .order_by("created_at")
                 .values(*ROW_FIELDS)[: fill_to - len(rows)]
             )
-        return _start(rows, worker, now)
+        jobs, started = _start(rows, worker, now)
+        audit.record_many(started)
+    return jobs
 
 
 def claim_more(connector_id: int, worker: str, count: int) -> list[Job]:
@@ -73,23 +75,38 @@ def claim_more(connector_id: int, worker: str, count: int) -> list[Job]:
     a running batch refills the provider's free slots with records that arrived meanwhile.
     Failed jobs are left to their retry time and the reconciler (a batch does not retry its own
     failures)."""
+    return finish_and_claim([], connector_id, worker, count)
+
+
+def finish_and_claim(
+    results: list[tuple[Job, Outcome]], connector_id: int, worker: str, count: int
+) -> list[Job]:
+    """Record outcomes (as `finish_many`) and claim up to `count` more (as `claim_more`) in one
+    transaction: a running batch takes the audit chain head's lock once per turn, not twice.
+    Intake holds that lock for every request it stores, so each take is a wait in line."""
     now = timezone.now()
     claimable = Job.objects.filter(
         connector_id=connector_id, status__in=[Status.PENDING, Status.QUEUED]
     )
-    if count <= 0 or not claimable.exists():  # no write lock (SQLite) when there is nothing
-        return []
+    if not results and (count <= 0 or not claimable.exists()):
+        return []  # no write lock (SQLite) when there is nothing to do
     with transaction.atomic():
-        rows = list(
-            claimable.select_for_update(skip_locked=True)
-            .order_by("created_at")
-            .values(*ROW_FIELDS)[:count]
-        )
-        return _start(rows, worker, now) if rows else []
+        finished = _finish(results, now)
+        rows = []
+        if count > 0:
+            rows = list(
+                claimable.select_for_update(skip_locked=True)
+                .order_by("created_at")
+                .values(*ROW_FIELDS)[:count]
+            )
+        jobs, started = _start(rows, worker, now) if rows else ([], [])
+        audit.record_many(finished + started)  # after the row locks: see the lock order above
+    return jobs
 
 
-def _start(rows: list[dict], worker: str, now) -> list[Job]:
-    """The claim itself, inside the caller's transaction; the audit events last."""
+def _start(rows: list[dict], worker: str, now) -> tuple[list[Job], list[audit.Entry]]:
+    """The claim itself, inside the caller's transaction: the jobs and the audit entries the
+    caller records last."""
     ids = [row["id"] for row in rows]
     waited_ms = {
         row["id"]: max(0, int((now - waited_since(row)).total_seconds() * 1000)) for row in rows
@@ -114,7 +131,7 @@ def _start(rows: list[dict], worker: str, now) -> list[Job]:
         )
         for job in jobs
     )
-    audit.record_many(
+    started = [
         audit.entry_for(
             "job.started",
             SYSTEM,
@@ -123,8 +140,8 @@ def _start(rows: list[dict], worker: str, now) -> list[Job]:
             changes={"attempt": job.attempts, "worker": worker},
         )
         for job in jobs
-    )
-    return jobs
+    ]
+    return jobs, started
 
 
 def waited_since(row: dict):
@@ -143,33 +160,38 @@ def extend_leases(job_ids: list[str]) -> None:
 def finish_many(results: list[tuple[Job, Outcome]]) -> int:
     """Record several outcomes in one transaction (one commit for a burst of fast answers)."""
     now = timezone.now()
-    entries, closing, held = [], [], []
     with transaction.atomic():
-        for job, outcome in results:
-            status, action, fields = _transition(job, outcome, now)
-            updated = Job.objects.filter(
-                id=job.id, status=Status.RUNNING, attempts=job.attempts
-            ).update(status=status, **fields)
-            if not updated:
-                continue  # a reconciler gave this job to another worker meanwhile
-            error = outcome.error
-            closing.append((job, _attempt_data(job, outcome, now)))
-            changes = {"attempt": job.attempts}
-            if outcome.answer is not None and outcome.answer.provider:
-                changes["provider"] = outcome.answer.provider
-            if error is not None:
-                changes |= {"error": error.code, "permanent": error.permanent}
-            if status == Status.AWAITING_REVIEW:
-                changes["rule"] = outcome.held
-                held.append(_review_for(job, outcome, now))
-            changes["digests"] = exports.pins(_as_stored(job, fields))
-            entries.append(
-                audit.entry_for(action, SYSTEM, job, connector=job.connector.slug, changes=changes)
-            )
-        _close_attempts(closing)
-        Review.objects.bulk_create(held)
+        entries = _finish(results, now)
         audit.record_many(entries)
     return len(entries)
+
+
+def _finish(results: list[tuple[Job, Outcome]], now) -> list[audit.Entry]:
+    """The outcomes' row updates, inside the caller's transaction: the audit entries of those
+    still ours (a reconciler may have given a job to another worker meanwhile)."""
+    entries, closing, held = [], [], []
+    transitions = [(job, outcome, *_transition(job, outcome, now)) for job, outcome in results]
+    stored = _store_finished([(job, status, fields) for job, _, status, _, fields in transitions])
+    for job, outcome, status, action, fields in transitions:
+        if job.id not in stored:
+            continue  # a reconciler gave this job to another worker meanwhile
+        error = outcome.error
+        closing.append((job, _attempt_data(job, outcome, now)))
+        changes = {"attempt": job.attempts}
+        if outcome.answer is not None and outcome.answer.provider:
+            changes["provider"] = outcome.answer.provider
+        if error is not None:
+            changes |= {"error": error.code, "permanent": error.permanent}
+        if status == Status.AWAITING_REVIEW:
+            changes["rule"] = outcome.held
+            held.append(_review_for(job, outcome, now))
+        changes["digests"] = exports.pins(_as_stored(job, fields))
+        entries.append(
+            audit.entry_for(action, SYSTEM, job, connector=job.connector.slug, changes=changes)
+        )
+    _close_attempts(closing)
+    Review.objects.bulk_create(held)
+    return entries
 
 
 def _review_for(job: Job, outcome: Outcome, now) -> Review:
@@ -234,26 +256,34 @@ def answered_by(job: Job, answer: Answer) -> Provider:
 
 
 def _close_attempts(closing: list[tuple[Job, dict]]) -> None:
-    """Write a burst's attempt rows in one executemany. Django's update() per row spent more
-    time compiling the query than the database spent running it (bench/pipeline.py)."""
-    if not closing:
-        return
-    meta, quote = JobAttempt._meta, connection.ops.quote_name
-    fields = [meta.get_field(name) for name in closing[0][1]]
-    # Only the model's own table and column names are formatted in, quoted; values are params.
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET "  # noqa: S608
-        + ", ".join(f"{quote(field.column)} = %s" for field in fields)
-        + f" WHERE {quote(meta.get_field('job').column)} = %s AND {quote('number')} = %s"
+    """Write a burst's attempt rows in one executemany (bench/pipeline.py)."""
+    row_updates.update_each(
+        JobAttempt, ("job", "number"), [((job.id, job.attempts), data) for job, data in closing]
     )
-    job_id = Job._meta.pk
-    rows = [
-        [field.get_db_prep_save(values[field.name], connection) for field in fields]
-        + [job_id.get_db_prep_value(job.id, connection), job.attempts]
-        for job, values in closing
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+
+
+def _store_finished(updates: list[tuple[Job, str, dict]]) -> set:
+    """Store each job's new status and fields if it still runs the attempt this worker claimed;
+    returns the ids stored. One SELECT locks and checks the rows, then one executemany per set
+    of fields writes them (an update() per job was a compiled statement and a round trip per
+    outcome); the UPDATE keeps its condition all the same."""
+    if not updates:
+        return set()
+    current = dict(
+        Job.objects.select_for_update()
+        .filter(id__in=[job.id for job, _, _ in updates], status=Status.RUNNING)
+        .values_list("id", "attempts")
+    )
+    ours = [update for update in updates if current.get(update[0].id) == update[0].attempts]
+    row_updates.update_each(
+        Job,
+        ("id", "status", "attempts"),
+        [
+            ((job.id, Status.RUNNING, job.attempts), {"status": status, **fields})
+            for job, status, fields in ours
+        ],
+    )
+    return {job.id for job, _, _ in ours}
 
 
 def _transition(job: Job, outcome: Outcome, now) -> tuple[str, str, dict]:

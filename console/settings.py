@@ -187,7 +187,8 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'interlock.sqlite3'}")
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+IS_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+if IS_SQLITE:
     # WAL lets the web server read while a worker writes; IMMEDIATE takes the write lock up
     # front so two writers queue on the busy timeout instead of failing with "database is locked".
     DATABASES["default"]["OPTIONS"] = {
@@ -199,7 +200,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # in-memory test database uses SQLite's shared cache, whose table locks ignore the busy
     # timeout ("database table is locked"); a file behaves like production instead.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-interlock.sqlite3")}
-DATABASES["default"].setdefault("CONN_MAX_AGE", envint("CONN_MAX_AGE", default=0, at_least=0))
+# A database server forks (PostgreSQL) or starts a thread for every new connection, which each
+# web request and each RQ job paid (README, Speed): connections persist, checked before reuse
+# (CONN_HEALTH_CHECKS). SQLite only opens a file.
+DATABASES["default"].setdefault(
+    "CONN_MAX_AGE", envint("CONN_MAX_AGE", default=0 if IS_SQLITE else 60, at_least=0)
+)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -71,3 +71,33 @@ def test_good_values_load(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["45.0", "7.5", "True"]
+
+
+def connection_age(tmp_path, **variables) -> str:
+    code = (
+        "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'console.settings'; "
+        "from django.conf import settings; print(settings.DATABASES['default']['CONN_MAX_AGE'])"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "CONN_MAX_AGE"}
+    env = {**environment, "INTERLOCK_VAR_DIR": str(tmp_path), **variables}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("database_url", "variables", "age"),
+    [
+        ("postgres://interlock@db.internal:5432/interlock", {}, "60"),
+        ("mysql://interlock@db.internal:3306/interlock", {}, "60"),
+        ("postgres://interlock@db.internal:5432/interlock", {"CONN_MAX_AGE": "0"}, "0"),
+        ("sqlite:////tmp/interlock.sqlite3", {}, "0"),
+        ("sqlite:////tmp/interlock.sqlite3", {"CONN_MAX_AGE": "30"}, "30"),
+    ],
+)
+def test_connections_to_a_database_server_persist_unless_told(
+    tmp_path, database_url, variables, age
+):
+    assert connection_age(tmp_path, DATABASE_URL=database_url, **variables) == age
