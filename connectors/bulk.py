@@ -49,7 +49,8 @@ def insert(objects: list, *, ignore_conflicts: bool = False) -> None:
         for field in meta.local_concrete_fields
         if not (field.primary_key and isinstance(field, AutoFieldMixin))
     ]
-    copies = connection.vendor == "postgresql" and not ignore_conflicts
+    # One row goes in with one INSERT: a COPY is two round trips.
+    copies = connection.vendor == "postgresql" and not ignore_conflicts and len(objects) > 1
     adapters = [column_adapter(field, connection, copies=copies) for field in fields]
     rows = [[adapt(obj) for adapt in adapters] for obj in objects]
     quote = connection.ops.quote_name
@@ -63,7 +64,10 @@ def insert(objects: list, *, ignore_conflicts: bool = False) -> None:
                     copy.write_row(row)
         else:
             sql = insert_sql(connection, meta, fields, columns, ignore_conflicts)
-            cursor.executemany(sql, rows)
+            if len(rows) == 1:
+                cursor.execute(sql, rows[0])
+            else:
+                cursor.executemany(sql, rows)
     for obj in objects:
         obj._state.adding, obj._state.db = False, connection.alias
 

@@ -28,9 +28,10 @@ def job(connector, key: str, **fields) -> Job:
     )
 
 
-def test_a_row_inserted_in_bulk_reads_back_as_bulk_create_stores_it(connector):
+@pytest.mark.parametrize("count", [1, 3])  # one row: one INSERT; more: COPY on PostgreSQL
+def test_a_row_inserted_in_bulk_reads_back_as_bulk_create_stores_it(connector, count):
     ours, theirs = job(connector, "ours"), job(connector, "theirs")
-    bulk.insert([ours])
+    bulk.insert([ours, *(job(connector, f"more {n}") for n in range(count - 1))])
     Job.objects.bulk_create([theirs])
 
     fields = [

@@ -244,9 +244,11 @@ def commit_jobs(
         raise rejection(rejected, is_batch) from None
     committed = []
     try:
-        with database.one_writer_per_process(), transaction.atomic():
-            # Registered first, so it runs first on commit, before jobs.store's enqueue.
+        with database.one_writer() as writer, transaction.atomic():
+            # Registered first, so they run first on commit, before jobs.store's enqueue (which
+            # needs no write lock: the next request's transaction need not wait for Redis).
             transaction.on_commit(lambda: committed.append(True))
+            transaction.on_commit(writer.release)
             record_webhook_id(request)
             try:
                 results = jobs.store(prepared, actor)
