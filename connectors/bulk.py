@@ -43,18 +43,12 @@ def insert(objects: list, *, ignore_conflicts: bool = False) -> None:
     if not objects:
         return
     connection = connections[DEFAULT_DB_ALIAS]  # not the proxy: it is read per value
-    meta = type(objects[0])._meta
-    fields = [
-        field
-        for field in meta.local_concrete_fields
-        if not (field.primary_key and isinstance(field, AutoFieldMixin))
-    ]
+    model = type(objects[0])
     # One row goes in with one INSERT: a COPY is two round trips.
     copies = connection.vendor == "postgresql" and not ignore_conflicts and len(objects) > 1
-    adapters = [column_adapter(field, connection, copies=copies) for field in fields]
+    fields, adapters, columns = columns_of(connection, model, copies)
     rows = [[adapt(obj) for adapt in adapters] for obj in objects]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
+    meta, quote = model._meta, connection.ops.quote_name
     with connection.cursor() as cursor:
         # Names are the model's own, quoted; values are parameters (or COPY data).
         if copies:
@@ -70,6 +64,27 @@ def insert(objects: list, *, ignore_conflicts: bool = False) -> None:
                 cursor.executemany(sql, rows)
     for obj in objects:
         obj._state.adding, obj._state.db = False, connection.alias
+
+
+def columns_of(connection, model, copies: bool) -> tuple[list, list[Callable], str]:
+    """The model's inserted fields, their adapters and the quoted column list, made once per
+    connection (a thread's own: nothing is shared between threads) and model; the memoized
+    conversions start empty for each insert."""
+    plans = connection.__dict__.setdefault("interlock_bulk_columns", {})
+    plan = plans.get((model, copies))
+    if plan is None:
+        fields = [
+            field
+            for field in model._meta.local_concrete_fields
+            if not (field.primary_key and isinstance(field, AutoFieldMixin))
+        ]
+        adapters = [column_adapter(field, connection, copies=copies) for field in fields]
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        plan = plans[(model, copies)] = (fields, adapters, columns)
+    for adapt in plan[1]:
+        if (seen := getattr(adapt, "seen", None)) is not None:
+            seen.clear()
+    return plan
 
 
 def build(model, common: dict, rows: Iterable[dict]) -> list:
@@ -172,6 +187,7 @@ def memoized(converted: Callable, attname: str) -> Callable:
             seen[value] = converted(obj)
         return seen[value]
 
+    adapt.seen = seen
     return adapt
 
 

@@ -46,6 +46,17 @@ def test_a_row_inserted_in_bulk_reads_back_as_bulk_create_stores_it(connector, c
     assert stored["ours"].created_at == ours.created_at
 
 
+def test_columns_made_once_per_connection_store_each_insert_s_own_values(connector):
+    first = audit.Actor("system", "a", "10.0.0.1")
+    second = audit.Actor("system", "b", "10.0.0.2")
+    audit.record("one", first)
+    audit.record_many([audit.entry_for("two", second), audit.entry_for("three", first)])
+
+    stored = list(AuditEvent.objects.order_by("sequence").values_list("action", "ip_address"))
+    assert stored[-3:] == [("one", "10.0.0.1"), ("two", "10.0.0.2"), ("three", "10.0.0.1")]
+    assert audit.verify().is_valid
+
+
 def test_conflicting_rows_are_skipped_when_asked(connector):
     bulk.insert([job(connector, "same")])
     bulk.insert([job(connector, "same"), job(connector, "other")], ignore_conflicts=True)
