@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from connectors import bulk, canonical_json, crypto
@@ -75,31 +75,35 @@ def record(action: str, actor: Actor, obj=None, *, connector: str = "", changes=
 
 
 def record_many(entries: Iterable[Entry]) -> None:
-    """Append events in one transaction, holding the chain head's lock. Inside a caller's
-    transaction no savepoint (two round trips): a failure here fails the caller's all the same."""
+    """Append events in one transaction, holding the chain head's lock.
+
+    Inside a caller's transaction no savepoint is taken: an action whose event cannot be
+    appended must not commit without it, so a failure here fails the caller's transaction.
+    The events are built before the lock; under it only their chaining, one INSERT and the
+    head's UPDATE (the lock is held to the commit: every step in it delays the next writer)."""
     entries = list(entries)
     if not entries:
         return
+    events = bulk.build(
+        AuditEvent,
+        {"created_at": timezone.now()},
+        (
+            {
+                "actor_type": entry.actor.type,
+                "actor": entry.actor.name[:200],
+                "action": entry.action,
+                "object_type": entry.object_type,
+                "object_id": entry.object_id,
+                "object_repr": entry.object_repr,
+                "connector": entry.connector,
+                "changes": _json_safe(entry.changes),
+                "ip_address": entry.actor.ip_address,
+            }
+            for entry in entries
+        ),
+    )
     with transaction.atomic(savepoint=False):
         head = locked_head()
-        events = bulk.build(
-            AuditEvent,
-            {"created_at": timezone.now()},
-            (
-                {
-                    "actor_type": entry.actor.type,
-                    "actor": entry.actor.name[:200],
-                    "action": entry.action,
-                    "object_type": entry.object_type,
-                    "object_id": entry.object_id,
-                    "object_repr": entry.object_repr,
-                    "connector": entry.connector,
-                    "changes": _json_safe(entry.changes),
-                    "ip_address": entry.actor.ip_address,
-                }
-                for entry in entries
-            ),
-        )
         for event in events:
             event.sequence, event.previous_hash = head.sequence + 1, head.hash
             message = canonical(event)
@@ -111,16 +115,43 @@ def record_many(entries: Iterable[Entry]) -> None:
                 event.public_hash,
             )
         bulk.insert(events)
-        head.save(update_fields=["sequence", "hash", "public_hash"])
+        save_head(head)
 
 
 def locked_head() -> AuditChainHead:
-    """The chain head, locked; created on first use (a data migration creates it too)."""
-    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
-    if head is None:
+    """The chain head, locked (to the end of the transaction); created on first use (a data
+    migration creates it too). One plain statement: the ORM's query building per append cost
+    more than the query."""
+    row = _read_head()
+    if row is None:
         AuditChainHead.objects.bulk_create([AuditChainHead(pk=1)], ignore_conflicts=True)
-        head = AuditChainHead.objects.select_for_update().get(pk=1)
+        row = _read_head()
+    head = AuditChainHead(pk=1, sequence=row[0], hash=row[1], public_hash=row[2])
+    head._state.adding = False
     return head
+
+
+def _read_head() -> tuple | None:
+    quote = connection.ops.quote_name
+    lock = connection.ops.for_update_sql() if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        # Names are the model's own, quoted.
+        cursor.execute(
+            f"SELECT {quote('sequence')}, {quote('hash')}, {quote('public_hash')} "  # noqa: S608
+            f"FROM {quote(AuditChainHead._meta.db_table)} WHERE {quote('id')} = 1 {lock}"
+        )
+        return cursor.fetchone()
+
+
+def save_head(head: AuditChainHead) -> None:
+    """What head.save(update_fields=["sequence", "hash", "public_hash"]) writes."""
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(AuditChainHead._meta.db_table)} SET {quote('sequence')} = %s, "  # noqa: S608
+            f"{quote('hash')} = %s, {quote('public_hash')} = %s WHERE {quote('id')} = 1",
+            [head.sequence, head.hash, head.public_hash],
+        )
 
 
 def compute_hash(event: AuditEvent) -> str:

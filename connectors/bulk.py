@@ -46,17 +46,12 @@ def insert(objects: list, *, ignore_conflicts: bool = False) -> None:
     if not objects:
         return
     connection = connections[DEFAULT_DB_ALIAS]  # not the proxy: it is read per value
-    meta = type(objects[0])._meta
-    fields = [
-        field
-        for field in meta.local_concrete_fields
-        if not (field.primary_key and isinstance(field, AutoFieldMixin))
-    ]
-    copies = connection.vendor == "postgresql" and not ignore_conflicts
-    columns = [column(field, objects, connection, copies=copies) for field in fields]
-    rows = list(zip(*columns, strict=True))
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
+    model = type(objects[0])
+    # One row goes in with one INSERT: a COPY is two round trips.
+    copies = connection.vendor == "postgresql" and not ignore_conflicts and len(objects) > 1
+    fields, converters, columns = columns_of(connection, model, copies)
+    rows = list(zip(*(values(objects) for values in converters), strict=True))
+    meta, quote = model._meta, connection.ops.quote_name
     with connection.cursor() as cursor:
         # Names are the model's own, quoted; values are parameters (or COPY data).
         if copies:
@@ -66,7 +61,10 @@ def insert(objects: list, *, ignore_conflicts: bool = False) -> None:
                     copy.write_row(row)
         else:
             sql = insert_sql(connection, meta, fields, columns, ignore_conflicts)
-            cursor.executemany(sql, rows)
+            if len(rows) == 1:
+                cursor.execute(sql, rows[0])
+            else:
+                cursor.executemany(sql, rows)
     for obj in objects:
         obj._state.adding, obj._state.db = False, connection.alias
 
@@ -115,19 +113,45 @@ def insert_sql(connection, meta, fields: list, columns: str, ignore_conflicts: b
     )
 
 
-def column(field, objects: list, connection, *, copies: bool = False) -> list:
-    """The column's value for each object, as column_adapter gives it; when every value is
+def columns_of(connection, model, copies: bool) -> tuple[list, list[Callable], str]:
+    """The model's inserted fields, for each a function of the objects giving its column
+    (`column`), and the quoted column list, made once per connection (a thread's own: nothing
+    is shared between threads) and model; the memoized conversions start empty each insert."""
+    plans = connection.__dict__.setdefault("interlock_bulk_columns", {})
+    plan = plans.get((model, copies))
+    if plan is None:
+        fields = [
+            field
+            for field in model._meta.local_concrete_fields
+            if not (field.primary_key and isinstance(field, AutoFieldMixin))
+        ]
+        converters = [column(field, connection, copies=copies) for field in fields]
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        plan = plans[(model, copies)] = (fields, converters, columns)
+    for values in plan[1]:
+        if (seen := getattr(values.adapt, "seen", None)) is not None:
+            seen.clear()
+    return plan
+
+
+def column(field, connection, *, copies: bool = False) -> Callable:
+    """objects -> the column's value for each, as column_adapter gives it; when every value is
     None or of the type the column stores as it is, the values are taken with one check for
     the column instead of a call for each value."""
-    kind = stored_as_is(field, connection)
-    if kind is not None:
-        values = [obj.__dict__[field.attname] for obj in objects]
-        if {type(value) for value in values} <= {kind, type(None)} and (
-            kind is not datetime or all(value.tzinfo for value in values if value is not None)
-        ):
-            return values
-    adapt = column_adapter(field, connection, copies=copies)
-    return [adapt(obj) for obj in objects]
+    kind, adapt = stored_as_is(field, connection), column_adapter(field, connection, copies=copies)
+    attname = field.attname
+
+    def values(objects: list) -> list:
+        if kind is not None:
+            taken = [obj.__dict__[attname] for obj in objects]
+            if {type(value) for value in taken} <= {kind, type(None)} and (
+                kind is not datetime or all(value.tzinfo for value in taken if value is not None)
+            ):
+                return taken
+        return [adapt(obj) for obj in objects]
+
+    values.adapt = adapt
+    return values
 
 
 def column_adapter(field, connection, *, copies: bool = False) -> Callable:
@@ -199,6 +223,7 @@ def memoized(converted: Callable, attname: str) -> Callable:
             seen[value] = converted(obj)
         return seen[value]
 
+    adapt.seen = seen
     return adapt
 
 

@@ -6,14 +6,19 @@ the AI again and writing back twice once the job's lease ran out.
 """
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import TypeVar
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: the threads of a process still take turns
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,10 +43,60 @@ def reconnecting(step: Callable[..., T], *args, what: str) -> T:
 
 
 _sqlite_writer = threading.Lock()
+_lock_files: dict[tuple[int, str], int] = {}  # (process id, database file): open lock file
 
 
-def one_writer_per_process():
-    """On SQLite, the threads of one process take turns for a write transaction here, woken as
-    soon as the one before commits, instead of in SQLite's busy handler, which polls with
-    sleeps of up to 100 ms (the long tail of concurrent intake). Elsewhere: nothing."""
-    return _sqlite_writer if connection.vendor == "sqlite" else nullcontext()
+class OneWriter:
+    """On SQLite, intake's write transactions take turns here, woken as soon as the one before
+    commits, instead of in SQLite's busy handler, which polls with sleeps of up to 100 ms (the
+    long tail of concurrent intake): the threads of a process on a lock, the processes on an
+    exclusive `flock` of a file beside the database (the kernel wakes the next waiter at once).
+    `release()` lets go at commit, before the on-commit enqueue. Elsewhere: nothing."""
+
+    def __init__(self) -> None:
+        self.lock_file: int | None = None
+        self.is_held = False
+
+    def __enter__(self) -> "OneWriter":
+        if connection.vendor != "sqlite":
+            return self
+        _sqlite_writer.acquire()
+        try:
+            self.lock_file = database_lock_file()
+            if self.lock_file is not None:
+                fcntl.flock(self.lock_file, fcntl.LOCK_EX)
+        except BaseException:
+            _sqlite_writer.release()
+            raise
+        self.is_held = True
+        return self
+
+    def release(self) -> None:
+        if not self.is_held:
+            return
+        self.is_held = False
+        try:
+            if self.lock_file is not None:
+                fcntl.flock(self.lock_file, fcntl.LOCK_UN)
+        finally:
+            _sqlite_writer.release()
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+def one_writer() -> OneWriter:
+    return OneWriter()
+
+
+def database_lock_file() -> int | None:
+    """This process's open lock file for the SQLite database (None: in memory, or no flock).
+    Opened per process: a descriptor inherited across a fork shares its lock."""
+    name = str(connection.settings_dict["NAME"])
+    if fcntl is None or name == ":memory:" or name.startswith("file:"):
+        return None
+    key = (os.getpid(), name)
+    if (descriptor := _lock_files.get(key)) is None:
+        descriptor = os.open(f"{name}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        _lock_files[key] = descriptor  # under _sqlite_writer: one opener at a time
+    return descriptor

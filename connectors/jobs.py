@@ -152,7 +152,8 @@ def store(
         rq_id = rq_job_id([str(chunk[0].id)])
         for candidate in chunk:
             candidate.status, candidate.enqueued_at, candidate.rq_job_id = Status.QUEUED, now, rq_id
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction: a refusal or an error here fails all of it.
+    with transaction.atomic(savepoint=False):
         # Only a caller's key can be seen before: new UUID keys cannot conflict.
         bulk.insert(candidates, ignore_conflicts=prepared.chosen_keys)
         if prepared.chosen_keys:

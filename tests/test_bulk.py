@@ -29,9 +29,10 @@ def job(connector, key: str, **fields) -> Job:
     )
 
 
-def test_a_row_inserted_in_bulk_reads_back_as_bulk_create_stores_it(connector):
+@pytest.mark.parametrize("count", [1, 3])  # one row: one INSERT; more: COPY on PostgreSQL
+def test_a_row_inserted_in_bulk_reads_back_as_bulk_create_stores_it(connector, count):
     ours, theirs = job(connector, "ours"), job(connector, "theirs")
-    bulk.insert([ours])
+    bulk.insert([ours, *(job(connector, f"more {n}") for n in range(count - 1))])
     Job.objects.bulk_create([theirs])
 
     fields = [
@@ -44,6 +45,17 @@ def test_a_row_inserted_in_bulk_reads_back_as_bulk_create_stores_it(connector):
         f: getattr(stored["theirs"], f) for f in fields
     }
     assert stored["ours"].created_at == ours.created_at
+
+
+def test_columns_made_once_per_connection_store_each_insert_s_own_values(connector):
+    first = audit.Actor("system", "a", "10.0.0.1")
+    second = audit.Actor("system", "b", "10.0.0.2")
+    audit.record("one", first)
+    audit.record_many([audit.entry_for("two", second), audit.entry_for("three", first)])
+
+    stored = list(AuditEvent.objects.order_by("sequence").values_list("action", "ip_address"))
+    assert stored[-3:] == [("one", "10.0.0.1"), ("two", "10.0.0.2"), ("three", "10.0.0.1")]
+    assert audit.verify().is_valid
 
 
 def test_conflicting_rows_are_skipped_when_asked(connector):
@@ -112,9 +124,9 @@ def test_a_column_taken_whole_is_what_each_value_s_conversion_gives(connector):
             for field in Job._meta.local_concrete_fields:
                 adapt = bulk.column_adapter(field, connection, copies=copies)
                 expected = [comparable(adapt(obj)) for obj in objects]
-                taken = bulk.column(field, objects, connection, copies=copies)
+                taken = bulk.column(field, connection, copies=copies)(objects)
                 assert [comparable(value) for value in taken] == expected, field
-    assert bulk.column(Job._meta.get_field("attempts"), mixed, connection)[3] == 7
+    assert bulk.column(Job._meta.get_field("attempts"), connection)(mixed)[3] == 7
     assert bulk.stored_as_is(Job._meta.get_field("attempts"), connection) is int
     assert bulk.stored_as_is(Job._meta.get_field("cost"), connection) is None
 

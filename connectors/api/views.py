@@ -110,11 +110,13 @@ class RecordsView(KeyAuthenticatedView):
     )
     def post(self, request, slug: str):
         connector = self.connector_for(request, slug)
-        query = IntakeQuerySerializer(data=request.query_params)
-        if not query.is_valid():
-            raise ApiError(400, "invalid_wait", "wait must be a whole number from 0 to 30.")
+        wait = intake_wait(request.query_params)
         idempotency_key = request.headers.get("Idempotency-Key", "")
-        if not IdempotencyKeySerializer(data={"key": idempotency_key}).is_valid():
+        # No key is valid (what the serializer says of ""): it is not asked.
+        if (
+            idempotency_key
+            and not IdempotencyKeySerializer(data={"key": idempotency_key}).is_valid()
+        ):
             raise ApiError(
                 400,
                 "invalid_idempotency_key",
@@ -135,7 +137,7 @@ class RecordsView(KeyAuthenticatedView):
         ]
         results = commit_jobs(request, connector, submissions, is_batch)
         created = [job for job, is_new in results]
-        response = answer(created, query.validated_data["wait"])
+        response = answer(created, wait)
         if not any(is_new for _, is_new in results):
             response["Idempotent-Replayed"] = "true"
         return response
@@ -181,6 +183,17 @@ class RecordsView(KeyAuthenticatedView):
         fmt = own_body_format(request, self.kwargs.get("slug"))
         kind = getattr(request, "body_kind", None) or labelled_kind(request, media_type, fmt)
         answer_formats.choose(request, kind, media_type, fmt)
+
+
+def intake_wait(query_params) -> int:
+    """?wait= as IntakeQuerySerializer validates it; without a query, its default (0) without
+    building the serializer."""
+    if not query_params:
+        return 0
+    query = IntakeQuerySerializer(data=query_params)
+    if not query.is_valid():
+        raise ApiError(400, "invalid_wait", "wait must be a whole number from 0 to 30.")
+    return query.validated_data["wait"]
 
 
 def labelled_kind(request, media_type: str, fmt: body_formats.BodyFormat | None) -> str:
@@ -244,9 +257,11 @@ def commit_jobs(
         raise rejection(rejected, is_batch) from None
     committed = []
     try:
-        with database.one_writer_per_process(), transaction.atomic():
-            # Registered first, so it runs first on commit, before jobs.store's enqueue.
+        with database.one_writer() as writer, transaction.atomic():
+            # Registered first, so they run first on commit, before jobs.store's enqueue (which
+            # needs no write lock: the next request's transaction need not wait for Redis).
             transaction.on_commit(lambda: committed.append(True))
+            transaction.on_commit(writer.release)
             record_webhook_id(request)
             try:
                 results = jobs.store(prepared, actor)
