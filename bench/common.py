@@ -62,6 +62,11 @@ def summarising_connector(slug: str, provider, batch_size: int):
     """The benchmarks' connector: one required input `text`, a one-line prompt."""
     from connectors.models import Connector, FieldMapping
 
+    if Connector.objects.filter(slug=slug).exists():
+        raise SystemExit(
+            f"the database already holds a connector {slug!r} (from an earlier run?): "
+            "give the benchmark an empty database, e.g. `createdb -h 127.0.0.1 -U postgres bench_N`"
+        )
     connector = Connector.objects.create(
         name=slug,
         slug=slug,
