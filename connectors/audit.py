@@ -104,7 +104,9 @@ def record_many(entries: Iterable[Entry]) -> None:
     )
     with transaction.atomic(savepoint=False):
         head = locked_head()
+        now = timezone.now()  # under the lock: times rise with the sequence
         for event in events:
+            event.created_at = now
             event.sequence, event.previous_hash = head.sequence + 1, head.hash
             message = canonical(event)
             event.hash = crypto.audit_mac(message)

@@ -261,7 +261,7 @@ def commit_jobs(
             # Registered first, so they run first on commit, before jobs.store's enqueue (which
             # needs no write lock: the next request's transaction need not wait for Redis).
             transaction.on_commit(lambda: committed.append(True))
-            transaction.on_commit(writer.release)
+            transaction.on_commit(writer.release, robust=True)  # the enqueue runs regardless
             record_webhook_id(request)
             try:
                 results = jobs.store(prepared, actor)
