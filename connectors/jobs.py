@@ -142,6 +142,36 @@ def store(
 ) -> list[tuple[Job, bool]]:
     """Insert the rows and their audit events in one transaction (the chain head last);
     enqueue the new ones on commit. See `submit`."""
+    return _store(prepared, [actor] * len(prepared.candidates), rejected)
+
+
+def store_together(items: Sequence[tuple[Prepared, audit.Actor]]) -> list[list[tuple[Job, bool]]]:
+    """Several requests' records of one connector stored as `store` stores one request's: one
+    insert, one audit append, RQ jobs shared up to the batch size; each event names its own
+    request's actor. Returns each request's results; raises what any of them would (nothing is
+    then stored: the caller stores them one by one to tell which)."""
+    parts = [prepared for prepared, _ in items]
+    merged = Prepared(
+        connector=parts[0].connector,
+        submissions=[submission for part in parts for submission in part.submissions],
+        positions=list(range(sum(len(part.candidates) for part in parts))),
+        keys=[key for part in parts for key in part.keys],
+        candidates=[candidate for part in parts for candidate in part.candidates],
+        chosen_keys=any(part.chosen_keys for part in parts),
+    )
+    actors = [actor for prepared, actor in items for _ in prepared.candidates]
+    results = _store(merged, actors, None)
+    split, start = [], 0
+    for part in parts:
+        split.append(results[start : start + len(part.candidates)])
+        start += len(part.candidates)
+    return split
+
+
+def _store(
+    prepared: Prepared, actors: list[audit.Actor], rejected: list[RecordRejected] | None
+) -> list[tuple[Job, bool]]:
+    """`store`, with each candidate's actor."""
     connector, submissions, positions = prepared.connector, prepared.submissions, prepared.positions
     keys, candidates = prepared.keys, prepared.candidates
     # Stored as queued in the RQ jobs they will be sent in on commit (no second write): if that
@@ -176,7 +206,9 @@ def store(
             rejected.extend(conflicts)
             refused = {positions.index(conflict.index) for conflict in conflicts}
             results = [result for n, result in enumerate(results) if n not in refused]
-        created = [job for job, is_new in results if is_new]
+            actors = [actor for n, actor in enumerate(actors) if n not in refused]
+        pairs = zip(results, actors, strict=True)
+        created = [(job, actor) for (job, is_new), actor in pairs if is_new]
         audit.record_many(
             audit.entry_for(
                 "job.created",
@@ -188,8 +220,9 @@ def store(
                     "digests": exports.pins(job, CREATED_PINS),
                 },
             )
-            for job in created
+            for job, actor in created
         )
+        created = [job for job, _ in created]
         if created:
             transaction.on_commit(lambda: enqueue_created(created), robust=True)  # 202 anyway
     return results

@@ -3,6 +3,8 @@
 import logging
 import math
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.http import HttpResponse
@@ -12,7 +14,7 @@ from rest_framework import exceptions, permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from connectors import audit, crypto, database, jobs
+from connectors import audit, crypto, database, group_commit, jobs
 from connectors.api import answer_formats, body_formats, schema, soap, wsdl
 from connectors.api.authentication import ApiKeyAuthentication, read_body
 from connectors.api.errors import ApiError
@@ -245,16 +247,52 @@ def commit_jobs(
     request, connector: Connector, submissions: list[Submission], is_batch: bool
 ) -> list[tuple[Job, bool]]:
     """Prepare the records (no lock held), then store the jobs and the webhook id in one
-    transaction.
-
-    Once that committed the jobs exist, so a failure of a step that runs on commit (the enqueue)
-    must not refuse the request: the reconciler enqueues what that step could not.
-    """
+    transaction, with those of the process's other requests for this connector that arrive
+    meanwhile (group_commit: one chain-head lock and one commit for all of them)."""
     actor = audit.Actor.api_key(request.auth, request.META.get("REMOTE_ADDR"))
     try:
         prepared = jobs.prepare(connector, submissions)
     except jobs.RecordRejected as rejected:
         raise rejection(rejected, is_batch) from None
+    intake = Intake(request, prepared, actor, is_batch)
+    return group_commit.together(connector.pk, intake, store_intakes)
+
+
+@dataclass(frozen=True)
+class Intake:
+    """One request's prepared records, waiting to be stored."""
+
+    request: Any
+    prepared: jobs.Prepared
+    actor: audit.Actor
+    is_batch: bool
+
+
+def store_intakes(tickets: list[group_commit.Ticket]) -> None:
+    """Store waiting requests in one transaction; if that fails, each alone, so that each
+    request gets its own answer (a replayed webhook id or a reused key refuses only its own)."""
+    if len(tickets) > 1:
+        try:
+            results = store_in_one_transaction([ticket.item for ticket in tickets])
+        except Exception:
+            logger.debug("a group of %d requests failed; storing each alone", len(tickets))
+        else:
+            for ticket, result in zip(tickets, results, strict=True):
+                ticket.result = result
+            return
+    for ticket in tickets:
+        try:
+            ticket.result = store_in_one_transaction([ticket.item])[0]
+        except Exception as error:
+            ticket.error = error
+
+
+def store_in_one_transaction(intakes: list[Intake]) -> list[list[tuple[Job, bool]]]:
+    """The jobs and webhook ids of the requests, in one transaction; each request's results.
+
+    Once that committed the jobs exist, so a failure of a step that runs on commit (the enqueue)
+    must not refuse the requests: the reconciler enqueues what that step could not.
+    """
     committed = []
     try:
         with database.one_writer() as writer, transaction.atomic():
@@ -262,11 +300,14 @@ def commit_jobs(
             # needs no write lock: the next request's transaction need not wait for Redis).
             transaction.on_commit(lambda: committed.append(True))
             transaction.on_commit(writer.release, robust=True)  # the enqueue runs regardless
-            record_webhook_id(request)
+            for intake in intakes:
+                record_webhook_id(intake.request)
             try:
-                results = jobs.store(prepared, actor)
+                results = jobs.store_together(
+                    [(intake.prepared, intake.actor) for intake in intakes]
+                )
             except jobs.RecordRejected as rejected:
-                raise rejection(rejected, is_batch) from None
+                raise rejection(rejected, intakes[0].is_batch) from None
     except Exception:
         if not committed:
             raise
