@@ -36,6 +36,9 @@ UNCHANGED = {
 }
 # Field classes whose conversion depends on the value only, and whose values repeat.
 VALUE_ONLY = (model_fields.GenericIPAddressField, model_fields.DecimalField)
+# Fewer rows go in as INSERTs sent together (executemany pipelines them): a COPY is two round
+# trips, and cannot run in a pipeline (database.pipelined).
+COPY_FROM_ROWS = 50
 AUTO_KEYS = (model_fields.AutoField, model_fields.BigAutoField, model_fields.SmallAutoField)
 
 
@@ -47,8 +50,11 @@ def insert(objects: list, *, ignore_conflicts: bool = False) -> None:
         return
     connection = connections[DEFAULT_DB_ALIAS]  # not the proxy: it is read per value
     model = type(objects[0])
-    # One row goes in with one INSERT: a COPY is two round trips.
-    copies = connection.vendor == "postgresql" and not ignore_conflicts and len(objects) > 1
+    copies = (
+        connection.vendor == "postgresql"
+        and not ignore_conflicts
+        and len(objects) >= COPY_FROM_ROWS
+    )
     fields, converters, columns = columns_of(connection, model, copies)
     rows = list(zip(*(values(objects) for values in converters), strict=True))
     meta, quote = model._meta, connection.ops.quote_name

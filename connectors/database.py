@@ -9,7 +9,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from django.conf import settings
@@ -100,3 +101,16 @@ def database_lock_file() -> int | None:
         descriptor = os.open(f"{name}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
         _lock_files[key] = descriptor  # under _sqlite_writer: one opener at a time
     return descriptor
+
+
+@contextmanager
+def pipelined() -> Iterator[None]:
+    """On PostgreSQL, the statements inside are sent without waiting for each one's answer
+    (libpq's pipeline mode): the round trip is paid only where a result is read, and once at
+    the end. A write that fails raises there, as Django's database error. Elsewhere: nothing."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield

@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,6 +29,7 @@ from connectors import (
     broker,
     bulk,
     crypto,
+    database,
     exports,
     intake_plans,
     lifecycle,
@@ -183,7 +185,10 @@ def _store(
         for candidate in chunk:
             candidate.status, candidate.enqueued_at, candidate.rq_job_id = Status.QUEUED, now, rq_id
     # No savepoint inside a caller's transaction: a refusal or an error here fails all of it.
-    with transaction.atomic(savepoint=False):
+    # Pipelined (a few rows): BEGIN, the insert and the chain head's locked read go in one
+    # round trip, the events and the head's update in one more.
+    pipelined = database.pipelined() if len(candidates) < bulk.COPY_FROM_ROWS else nullcontext()
+    with transaction.atomic(savepoint=False), pipelined:
         # Only a caller's key can be seen before: new UUID keys cannot conflict.
         bulk.insert(candidates, ignore_conflicts=prepared.chosen_keys)
         if prepared.chosen_keys:
