@@ -7,11 +7,13 @@ import subprocess
 import sys
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from connectors import audit, config
 from connectors.models import ApiKey, FieldMapping, Job, RedactionRule
 from tests.conftest import post_records
+from tests.test_faults import break_this_connection
 from tests.worker import ROOT, database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -119,3 +121,30 @@ def test_a_connector_disabled_by_the_admin_action_refuses_at_once(
     admin_client.post(changelist, {"action": "disable", "_selected_action": [str(connector.pk)]})
 
     assert post_records(client, "invoices", {"text": "b"}, key=key).status_code == 503
+
+
+def test_the_key_stamp_query_is_the_connection_check(client, connector, key, monkeypatch):
+    """Django checks a reused connection with a query of its own at the start of each request
+    (CONN_HEALTH_CHECKS); the stamp's query, the request's first, does that job instead."""
+    assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 202
+    checks = []
+    is_usable = connection.is_usable
+    monkeypatch.setattr(connection, "is_usable", lambda: checks.append(1) or is_usable())
+    connection.health_check_done = False  # what every request of a web process starts with
+
+    assert post_records(client, "invoices", {"text": "b"}, key=key).status_code == 202
+    assert checks == []
+    assert Job.objects.count() == 2
+
+
+def test_a_request_on_a_connection_that_went_away_is_accepted(client, connector, key):
+    """PostgreSQL: the server side of the kept connection is gone (a database restart); the
+    stamp's query fails, and is asked again on a new connection. SQLite: the file is locked
+    for a second; the request waits."""
+    assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 202
+    break_this_connection()
+    connection.health_check_done = False
+
+    response = post_records(client, "invoices", {"text": "b"}, key=key)
+    assert response.status_code == 202, response.content
+    assert Job.objects.count() == 2

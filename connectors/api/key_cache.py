@@ -7,7 +7,7 @@ process; an unchanged stamp saves loading and decoding three rows per request.
 
 import threading
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from connectors.models import ApiKey, Connector, Provider
 
@@ -39,6 +39,23 @@ def active_key(key_hash: str) -> ApiKey | None:
 
 
 def read_stamp(key_hash: str) -> tuple | None:
+    """The stamp, read by the request's first query. That query is also the check of a reused
+    connection that Django would otherwise make first, a round trip of its own
+    (CONN_HEALTH_CHECKS): if the connection went away meanwhile (the database restarted), it
+    is closed and the query asked again, once, on a new one."""
+    if connection.connection is None or connection.in_atomic_block:
+        return _read_stamp(key_hash)
+    connection.health_check_done = True
+    try:
+        return _read_stamp(key_hash)
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block or connection.is_usable():
+            raise
+        connection.close()
+    return _read_stamp(key_hash)
+
+
+def _read_stamp(key_hash: str) -> tuple | None:
     key, conn, provider = (model._meta.db_table for model in (ApiKey, Connector, Provider))
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
