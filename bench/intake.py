@@ -9,7 +9,8 @@ Starts on a fresh database (SQLite under a temp dir, or DATABASE_URL) and prints
 records/s, p50 and p99 for single-record and 1,000-record requests, and the single-record rate
 as a share of the floor (of the best rounds, and each round's own, with their median).
 `--connector demo` (the default) posts to the connector `make run` seeds, with its mappings
-(text, customer.email) and redaction rules (e-mail masked, SSN hashed), each record carrying an e-mail address; `plain`: one `text` field, no rules.
+(text, customer.email) and redaction rules (e-mail masked, SSN hashed), each record carrying
+an e-mail address; `plain`: one `text` field, no rules.
 --end-to-end runs bench/end_to_end.py instead (webhooks through a worker and a fake AI).
 """
 
