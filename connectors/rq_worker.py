@@ -22,6 +22,8 @@ shutdown_requested = threading.Event()
 
 # Redis gone, or Redis lost RQ's record of the job (flushed, restarted without persistence).
 REDIS_LOST = (RedisError, InvalidJobOperation, NoSuchJobError)
+# How long the command-channel listener waits per poll, which bounds how long stopping takes.
+PUBSUB_WAKE_SECONDS = 1.0
 
 
 class OutageTolerant:
@@ -33,6 +35,21 @@ class OutageTolerant:
         self.stop_requested = True
         shutdown_requested.set()
         super().request_stop(signum, frame)
+
+    def subscribe(self):
+        """RQ's subscription to its command channel, with a listener that wakes every second.
+
+        RQ listens with a 60 s wait, and redis-py (8.x) joins that listener without a timeout
+        when the worker unsubscribes: a worker that stops before the listener has read its
+        subscription confirmation (a short burst, a quick shutdown) hung for up to a minute.
+        """
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_WAKE_SECONDS,
+            daemon=True,
+            exception_handler=self._pubsub_exception_handler,
+        )
 
     def execute_job(self, job, queue):
         try:

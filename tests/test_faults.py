@@ -20,6 +20,7 @@ from rq.job import JobStatus
 
 from connectors import audit, broker, credentials, jobs, lifecycle
 from connectors.models import Job
+from connectors.rq_worker import InterlockSimpleWorker
 from tests.conftest import post_records
 from tests.worker import drain, start_worker_process
 
@@ -401,3 +402,19 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(
         broker._clients.pop(redis_later.url, None)
     log.seek(0)
     assert "Traceback" not in log.read()
+
+
+def test_a_worker_that_stops_just_after_subscribing_stops_at_once():
+    """redis-py joins RQ's command listener without a timeout; RQ's listener waited 60 s per
+    poll, so a worker whose listener had already seen its unsubscription hung that long."""
+    worker = InterlockSimpleWorker([jobs.get_queue()], connection=broker.get_redis())
+    worker.subscribe()
+    worker.pubsub.unsubscribe()
+    wait_for(lambda: not worker.pubsub.subscribed, "the listener to read its unsubscription")
+    time.sleep(0.2)  # back in its wait for a subscription that will not come
+
+    started = time.monotonic()
+    worker.unsubscribe()
+
+    assert time.monotonic() - started < 5
+    assert not worker.pubsub_thread.is_alive()

@@ -30,7 +30,11 @@ def drain(timeout: float = 20.0) -> None:
         if not Job.objects.exclude(status__in=Job.FINISHED).exists():
             return
         time.sleep(0.05)
-    unfinished = list(Job.objects.exclude(status__in=Job.FINISHED).values_list("status", flat=True))
+    unfinished = list(
+        Job.objects.exclude(status__in=Job.FINISHED).values_list(
+            "status", "error_code", "error_message", "next_attempt_at"
+        )
+    )
     raise AssertionError(f"jobs still unfinished after {timeout}s: {unfinished}")
 
 
