@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from rq import Queue, get_current_job
 from rq.job import Job as RQJob
 
-from connectors import broker, lifecycle, pipeline, rq_worker
+from connectors import broker, lifecycle, pipeline, rq_worker, wake_ups
 from connectors.database import reconnecting
 from connectors.errors import PipelineError
 from connectors.models import Job
@@ -36,6 +36,8 @@ from connectors.work import Outcome
 REFILL_POLL_SECONDS = 0.02
 # How long an RQ job whose jobs are all taken stays in Redis (a worker may be running it).
 DISCARDED_RQ_JOB_TTL = 60
+# How many of a connector's queued jobs a worker looks at for ones without an RQ job.
+LEFT_BEHIND_ROWS = 5000
 
 logger = logging.getLogger(__name__)
 
@@ -66,17 +68,40 @@ def run_batch(job_ids: list[str], *, worker: str = "") -> None:
         run_concurrently(runtime, jobs, refill)
     finally:
         runtime.close()
+        enqueue_left_behind(connector.id)
+
+
+def enqueue_left_behind(connector_id: int) -> None:
+    """Send again the connector's queued jobs that no RQ job will claim: those sent while a
+    wake-up was pending have none of their own, and more of them may have come than one batch
+    takes. Asked when a claim came back full (another worker may take the rest) and when a
+    batch ends. Best effort: the reconciler sends what this cannot."""
+    from connectors import jobs  # jobs imports this module
+
+    try:
+        queued = Job.objects.filter(connector_id=connector_id, status=Job.Status.QUEUED)
+        rows = list(queued.values_list("id", "rq_job_id")[:LEFT_BEHIND_ROWS])
+        if rows:
+            jobs.enqueue(jobs.without_rq_job(rows, timezone.now()))
+    except (OperationalError, InterfaceError) as error:
+        logger.warning("cannot enqueue the jobs left queued (%s)", type(error).__name__)
 
 
 def claim_with_batch_size(job_ids: list[str], worker: str) -> list[Job]:
     """The RQ job's own jobs, topped up to the connector's batch size with its other queued
-    jobs (single-record requests would otherwise each run alone)."""
-    batch_size = (
-        Job.objects.filter(id__in=job_ids[:1])
-        .values_list("connector__batch_size", flat=True)
-        .first()
-    )
-    return lifecycle.claim(job_ids, worker, fill_to=batch_size or 0)
+    jobs (single-record requests would otherwise each run alone; those sent while this RQ job
+    waited did not enqueue one of their own: wake_ups). Topped up even when its own jobs were
+    taken meanwhile."""
+    first = Job.objects.filter(id__in=job_ids[:1])
+    connector = first.values("connector_id", "connector__batch_size").first()
+    if connector is None:
+        return []
+    connector_id, batch_size = connector["connector_id"], connector["connector__batch_size"]
+    wake_ups.disarm(connector_id)  # before the claim: see wake_ups
+    claimed = lifecycle.claim(job_ids, worker, fill_to=batch_size, connector_id=connector_id)
+    if len(claimed) >= batch_size:
+        enqueue_left_behind(connector_id)
+    return claimed
 
 
 @dataclass(frozen=True)

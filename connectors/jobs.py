@@ -34,6 +34,7 @@ from connectors import (
     intake_plans,
     lifecycle,
     pipeline,
+    wake_ups,
 )
 from connectors.errors import PipelineError
 from connectors.models import Connector, Job
@@ -278,14 +279,23 @@ def enqueue(job_ids: Sequence[str]) -> int:
 
 
 def enqueue_created(created: list[Job]) -> None:
-    """The on-commit send of jobs `store` committed as queued, in the RQ jobs they name. If
-    Redis refuses, they become pending again (the reconciler enqueues them after the grace)."""
+    """The on-commit send of jobs `store` committed as queued, in the RQ jobs they name. Jobs
+    that fit in one RQ job are sent only if no wake-up of their connector is pending (that RQ
+    job will claim them: wake_ups). If Redis refuses, they become pending again (the reconciler
+    enqueues them after the grace)."""
     chunks: dict[str, list[str]] = {}
     for job in created:
         chunks.setdefault(job.rq_job_id, []).append(str(job.id))
+    armed = None
     try:
+        if len(chunks) == 1:
+            if not wake_ups.arm(created[0].connector_id, created[0].rq_job_id):
+                return
+            armed = created[0].connector_id
         get_queue().enqueue_many([rq_job_data(chunk, rq_id) for rq_id, chunk in chunks.items()])
     except RedisError as error:
+        if armed is not None:
+            wake_ups.disarm(armed)  # no RQ job behind it (best effort: it expires anyway)
         logger.warning(
             "Redis unavailable (%s); %d jobs wait for the reconciler",
             type(error).__name__,
@@ -416,7 +426,14 @@ def find_stale_queued(now) -> list[str]:
     persistence), ended without claiming them, or was started by a worker that died before its
     claim. A worker claims its jobs first thing, so a started RQ job whose jobs are still queued
     a lease later has lost its worker. Enqueueing again is safe: claims are conditional."""
-    rows = list(Job.objects.queued_before(now).values_list("id", "rq_job_id")[:5000])
+    return without_rq_job(
+        list(Job.objects.queued_before(now).values_list("id", "rq_job_id")[:5000]), now
+    )
+
+
+def without_rq_job(rows: list[tuple], now) -> list[str]:
+    """Of these queued jobs (id, RQ job id), those no RQ job will claim, made pending again for
+    the caller to enqueue (nothing, if Redis cannot tell)."""
     if not rows:
         return []
     rq_ids = sorted({rq_id for _, rq_id in rows if rq_id})

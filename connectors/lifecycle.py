@@ -45,26 +45,30 @@ def lease_until(now):
 ROW_FIELDS = ("id", "connector_id", "created_at", "enqueued_at", "next_attempt_at")
 
 
-def claim(job_ids: list[str], worker: str = "", *, fill_to: int = 0) -> list[Job]:
+def claim(
+    job_ids: list[str], worker: str = "", *, fill_to: int = 0, connector_id: int | None = None
+) -> list[Job]:
     """Take the claimable jobs among job_ids: running, attempts + 1, a lease, an attempt row.
 
     With `fill_to`, the batch is topped up to that many with the oldest other claimable jobs of
-    the same connector: records that arrived one per request (one RQ job each) then share the
-    provider's concurrency instead of running one at a time. Their own RQ jobs find them taken
-    and do nothing; nothing waits for a batch to fill."""
+    the same connector (`connector_id`, else that of the first job claimed): records that
+    arrived one per request then share the provider's concurrency instead of running one at a
+    time. Their own RQ jobs find them taken and claim what is left, if anything; nothing waits
+    for a batch to fill."""
     now = timezone.now()
     with transaction.atomic():
         claimable = Job.objects.select_for_update(skip_locked=True).claimable(now)
         rows = list(claimable.filter(id__in=job_ids).values(*ROW_FIELDS))
-        if not rows:
-            return []
-        if len(rows) < fill_to:
+        connector_id = rows[0]["connector_id"] if rows else connector_id
+        if connector_id is not None and len(rows) < fill_to:
             rows += (
-                claimable.filter(connector_id=rows[0]["connector_id"])
+                claimable.filter(connector_id=connector_id)
                 .exclude(id__in=[row["id"] for row in rows])
                 .order_by("created_at")
                 .values(*ROW_FIELDS)[: fill_to - len(rows)]
             )
+        if not rows:
+            return []
         jobs, started = _start(rows, worker, now)
         audit.record_many(started)
     return jobs
