@@ -148,3 +148,18 @@ def test_a_request_on_a_connection_that_went_away_is_accepted(client, connector,
     response = post_records(client, "invoices", {"text": "b"}, key=key)
     assert response.status_code == 202, response.content
     assert Job.objects.count() == 2
+
+
+def test_intake_statements_are_prepared_once_per_connection_on_postgresql(client, connector, key):
+    for n in range(8):
+        assert post_records(client, "invoices", {"text": f"r{n}"}, key=key).status_code == 202
+    if connection.vendor != "postgresql":
+        assert "server_side_binding" not in connection.settings_dict.get("OPTIONS", {})
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    # The key's stamp, the job's insert and the chain head's lock: planned once, not per request.
+    assert any("k.key_hash" in sql for sql in prepared), prepared
+    assert any(sql.startswith('INSERT INTO "connectors_job"') for sql in prepared), prepared
+    assert any("connectors_auditchainhead" in sql and "FOR UPDATE" in sql for sql in prepared)

@@ -101,3 +101,29 @@ def test_connections_to_a_database_server_persist_unless_told(
     tmp_path, database_url, variables, age
 ):
     assert connection_age(tmp_path, DATABASE_URL=database_url, **variables) == age
+
+
+def database_options(tmp_path, **variables) -> str:
+    code = (
+        "import os; os.environ['DJANGO_SETTINGS_MODULE'] = 'console.settings'; "
+        "from django.conf import settings; "
+        "print(sorted(settings.DATABASES['default'].get('OPTIONS', {}).items()))"
+    )
+    env = {**os.environ, "INTERLOCK_VAR_DIR": str(tmp_path), **variables}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({}, "[('prepare_threshold', 5), ('server_side_binding', True)]"),
+        ({"DATABASE_PREPARED_STATEMENTS": "false"}, "[]"),
+    ],
+)
+def test_postgresql_prepares_repeated_statements_unless_told_not_to(tmp_path, variables, expected):
+    url = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test"}
+    assert database_options(tmp_path, **url, **variables) == expected
