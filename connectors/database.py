@@ -107,10 +107,15 @@ def database_lock_file() -> int | None:
 def pipelined() -> Iterator[None]:
     """On PostgreSQL, the statements inside are sent without waiting for each one's answer
     (libpq's pipeline mode): the round trip is paid only where a result is read, and once at
-    the end. A write that fails raises there, as Django's database error. Elsewhere: nothing."""
-    if connection.vendor != "postgresql":
+    the end. A write that fails raises there, as Django's database error. Elsewhere, and
+    inside a pipeline already open (a nested block would sync at its end): nothing."""
+    if connection.vendor != "postgresql" or _in_pipeline():
         yield
         return
     connection.ensure_connection()
     with connection.wrap_database_errors, connection.connection.pipeline():
         yield
+
+
+def _in_pipeline() -> bool:
+    return connection.connection is not None and connection.connection._pipeline is not None

@@ -5,12 +5,15 @@ another one."""
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 
 from connectors import audit, config
+from connectors.api import key_cache
 from connectors.models import ApiKey, FieldMapping, Job, RedactionRule
 from tests.conftest import post_records
 from tests.test_faults import break_this_connection
@@ -123,10 +126,14 @@ def test_a_connector_disabled_by_the_admin_action_refuses_at_once(
     assert post_records(client, "invoices", {"text": "b"}, key=key).status_code == 503
 
 
-def test_the_key_stamp_query_is_the_connection_check(client, connector, key, monkeypatch):
+@pytest.mark.parametrize("known", [True, False], ids=["known key", "key read first"])
+def test_the_key_stamp_query_is_the_connection_check(client, connector, key, monkeypatch, known):
     """Django checks a reused connection with a query of its own at the start of each request
-    (CONN_HEALTH_CHECKS); the stamp's query, the request's first, does that job instead."""
+    (CONN_HEALTH_CHECKS); the stamp's query does that job instead: the request's first, or
+    (a key this process knows) the first of its transaction."""
     assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 202
+    if not known:
+        key_cache._keys.clear()
     checks = []
     is_usable = connection.is_usable
     monkeypatch.setattr(connection, "is_usable", lambda: checks.append(1) or is_usable())
@@ -137,17 +144,22 @@ def test_the_key_stamp_query_is_the_connection_check(client, connector, key, mon
     assert Job.objects.count() == 2
 
 
-def test_a_request_on_a_connection_that_went_away_is_accepted(client, connector, key):
+@pytest.mark.parametrize("known", [True, False], ids=["known key", "key read first"])
+def test_a_request_on_a_connection_that_went_away_is_accepted(client, connector, key, known):
     """PostgreSQL: the server side of the kept connection is gone (a database restart); the
-    stamp's query fails, and is asked again on a new connection. SQLite: the file is locked
-    for a second; the request waits."""
+    stamp's query fails (before anything else, or as the first of the transaction, which
+    nothing can have committed then), and the request is stored on a new connection. SQLite:
+    the file is locked for a second; the request waits."""
     assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 202
+    if not known:
+        key_cache._keys.clear()
     break_this_connection()
     connection.health_check_done = False
 
     response = post_records(client, "invoices", {"text": "b"}, key=key)
     assert response.status_code == 202, response.content
     assert Job.objects.count() == 2
+    assert audit.verify().is_valid
 
 
 def test_intake_statements_are_prepared_once_per_connection_on_postgresql(client, connector, key):
@@ -163,3 +175,112 @@ def test_intake_statements_are_prepared_once_per_connection_on_postgresql(client
     assert any("k.key_hash" in sql for sql in prepared), prepared
     assert any(sql.startswith('INSERT INTO "connectors_job"') for sql in prepared), prepared
     assert any("connectors_auditchainhead" in sql and "FOR UPDATE" in sql for sql in prepared)
+
+
+# --- A known key's stamp, read inside the write transaction -----------------------------------
+
+
+def stamp_reads(client, key, body) -> list[bool]:
+    """Post `body`; for each read of a key's stamp, whether it ran inside a transaction."""
+    reads = []
+
+    def watch(execute, sql, params, many, context):
+        if "k.key_hash" in sql:
+            reads.append(connection.in_atomic_block)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        response = post_records(client, "invoices", body, key=key)
+    assert response.status_code == 202, response.content
+    return reads
+
+
+def test_a_known_key_is_confirmed_inside_the_transaction_that_stores_the_record(
+    client, connector, key
+):
+    # First seen: read before the transaction, and again once its last use is written.
+    assert stamp_reads(client, key, {"text": "a"}) == [False, False]
+
+    assert stamp_reads(client, key, {"text": "b"}) == [True]
+    assert stamp_reads(client, key, {"text": "c"}) == [True]
+    assert Job.objects.count() == 3
+
+
+def test_a_refusal_made_on_an_old_copy_is_asked_again_on_the_stamp(
+    client, connector, key, settings
+):
+    """The process's copy says the connector is disabled; another process enabled it since."""
+    assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 202
+    in_another_process(
+        settings,
+        "from connectors.models import Connector; c = Connector.objects.get(slug='invoices'); "
+        "c.is_enabled = False; c.save()",
+    )
+    assert post_records(client, "invoices", {"text": "b"}, key=key).status_code == 503
+
+    in_another_process(
+        settings,
+        "from connectors.models import Connector; c = Connector.objects.get(slug='invoices'); "
+        "c.is_enabled = True; c.save()",
+    )
+
+    assert post_records(client, "invoices", {"text": "c"}, key=key).status_code == 202
+    assert sorted(Job.objects.values_list("input_data__text", flat=True)) == ["a", "c"]
+
+
+def test_a_refusal_on_a_copy_that_is_still_right_stands(client, connector, key):
+    assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 202
+
+    response = post_records(client, "invoices", {"note": "no text"}, key=key)
+
+    assert response.status_code == 422 and response.json()["code"] == "missing_field"
+    assert Job.objects.count() == 1
+
+
+def test_networks_widened_in_another_process_let_the_next_request_through(
+    client, connector, key, settings
+):
+    api_key = ApiKey.objects.get()
+    api_key.allowed_networks = ["10.0.0.0/8"]
+    api_key.save()
+    assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 403
+
+    in_another_process(
+        settings,
+        "from connectors.models import ApiKey; ApiKey.objects.update(allowed_networks=[])",
+    )
+
+    assert post_records(client, "invoices", {"text": "b"}, key=key).status_code == 202
+
+
+def test_a_limit_raised_in_another_process_applies_to_a_copy_that_refused(
+    client, connector, key, settings
+):
+    connector.source_config = {"requests_per_minute": 1}
+    connector.save()
+    assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 202
+    assert post_records(client, "invoices", {"text": "b"}, key=key).status_code == 429
+
+    in_another_process(
+        settings,
+        "from connectors.models import Connector; c = Connector.objects.get(slug='invoices'); "
+        "c.source_config = {'requests_per_minute': 100}; c.save()",
+    )
+
+    assert post_records(client, "invoices", {"text": "c"}, key=key).status_code == 202
+
+
+def test_a_key_whose_last_use_is_written_is_not_read_again_on_the_next_request(
+    client, connector, key
+):
+    assert post_records(client, "invoices", {"text": "a"}, key=key).status_code == 202
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    ApiKey.objects.update(last_used_at=an_hour_ago)  # another process's write, long ago
+
+    # The copy is out of date: the transaction finds it; the key is read again and touched.
+    assert stamp_reads(client, key, {"text": "b"}) == [True, False, False]
+    assert ApiKey.objects.get().last_used_at > an_hour_ago
+
+    # The touch is in the copy's stamp: the next request is confirmed at once.
+    assert stamp_reads(client, key, {"text": "c"}) == [True]
+    assert Job.objects.count() == 3

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import connection
 from django.http.request import RawPostDataException
 from django.utils import timezone
 from rest_framework import status
@@ -56,21 +57,49 @@ class KeyHolder:
 
 
 class ApiKeyAuthentication(BaseAuthentication):
+    """The key checked against its stamp first; on a view that confirms it in its write
+    transaction (`confirms_key_in_transaction`), a POST is let through on the process's copy
+    of the key (`request.unconfirmed_key` says what to confirm) when that copy lets it through:
+    a refusal is only ever made on a stamp read now."""
+
     def authenticate(self, request):
         plain = presented_key(request)
         if plain is None:
             return None
-        api_key = key_cache.active_key(crypto.sha256_hex(plain))
+        key_hash = crypto.sha256_hex(plain)
+        request.unconfirmed_key = None
+        if confirms_in_transaction(request) and (cached := key_cache.cached_key(key_hash)):
+            api_key, unconfirmed = cached
+            try:
+                checked = self.checked(api_key, request, key_hash, touching=False)
+            except ApiError:
+                pass  # perhaps refused on an old copy: asked again below, on the stamp
+            else:
+                if not needs_touch(api_key):
+                    request.unconfirmed_key = unconfirmed
+                    # The transaction's first answer is the reused connection's check.
+                    connection.health_check_done = True
+                    return checked
+        return self.authenticate_now(request, key_hash)
+
+    def authenticate_now(self, request, key_hash: str):
+        """The key as its stamp says now."""
+        request.unconfirmed_key = None
+        api_key = key_cache.active_key(key_hash)
         if api_key is None:
             raise ApiError(
                 status.HTTP_401_UNAUTHORIZED,
                 "invalid_api_key",
                 "The API key is unknown or revoked.",
             )
+        return self.checked(api_key, request, key_hash, touching=True)
+
+    def checked(self, api_key: ApiKey, request, key_hash: str, *, touching: bool):
         check_network(api_key, request)
         if api_key.has_signing_secret and needs_signature(request):
             request.webhook_id = verify_signature(api_key, request)
-        touch(api_key)
+        if touching:
+            touch(api_key, key_hash)
         return KeyHolder(api_key), api_key
 
     def authenticate_header(self, request) -> str:
@@ -186,8 +215,20 @@ def verify_signature(api_key: ApiKey, request) -> str:
     return webhook_id
 
 
-def touch(api_key: ApiKey) -> None:
+def confirms_in_transaction(request) -> bool:
+    view = (getattr(request, "parser_context", None) or {}).get("view")
+    return request.method == "POST" and getattr(view, "confirms_key_in_transaction", False)
+
+
+def needs_touch(api_key: ApiKey) -> bool:
+    last = api_key.last_used_at
+    return last is None or timezone.now() - last > LAST_USED_PRECISION
+
+
+def touch(api_key: ApiKey, key_hash: str) -> None:
     """Keep last-used time without a write per request."""
-    now = timezone.now()
-    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_PRECISION:
+    if needs_touch(api_key):
+        now = timezone.now()
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+        key_cache.touched(key_hash, api_key)

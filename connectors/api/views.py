@@ -3,10 +3,11 @@
 import logging
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
@@ -14,8 +15,8 @@ from rest_framework import exceptions, permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from connectors import audit, crypto, database, group_commit, jobs
-from connectors.api import answer_formats, body_formats, schema, soap, wsdl
+from connectors import audit, bulk, crypto, database, group_commit, jobs
+from connectors.api import answer_formats, body_formats, key_cache, schema, soap, wsdl
 from connectors.api.authentication import ApiKeyAuthentication, read_body
 from connectors.api.errors import ApiError
 from connectors.api.serializers import (
@@ -111,6 +112,42 @@ class RecordsView(KeyAuthenticatedView):
         responses=schema.RECORDS_RESPONSES,
     )
     def post(self, request, slug: str):
+        try:
+            return self.accept(request, slug)
+        except (ApiError, key_cache.StaleKey) as error:
+            if not self.read_key_again(request, error):
+                raise
+        return self.accept(request, slug)
+
+    # A POST is let through on the process's copy of its key; its transaction confirms the copy.
+    confirms_key_in_transaction = True
+
+    def read_key_again(self, request, error: Exception) -> bool:
+        """After a refusal made on the process's copy of the key, or a transaction that found
+        the copy out of date: whether the key was read again (and the request may start over)."""
+        unconfirmed = getattr(request, "unconfirmed_key", None)
+        if unconfirmed is None:
+            return False
+        if not isinstance(error, key_cache.StaleKey):
+            if key_cache.is_current(unconfirmed):
+                request.unconfirmed_key = None  # the refusal stands: the copy was right
+                return False
+            key_cache.forget(unconfirmed.key_hash)
+        request.user, request.auth = ApiKeyAuthentication().authenticate_now(
+            request, unconfirmed.key_hash
+        )
+        self.check_permissions(request)
+        return True
+
+    def check_throttles(self, request):
+        try:
+            super().check_throttles(request)
+        except ApiError as error:
+            if not self.read_key_again(request, error):
+                raise
+            super().check_throttles(request)
+
+    def accept(self, request, slug: str):
         connector = self.connector_for(request, slug)
         wait = intake_wait(request.query_params)
         idempotency_key = request.headers.get("Idempotency-Key", "")
@@ -293,7 +330,27 @@ def store_in_one_transaction(intakes: list[Intake]) -> list[list[tuple[Job, bool
     Once that committed the jobs exist, so a failure of a step that runs on commit (the enqueue)
     must not refuse the requests: the reconciler enqueues what that step could not.
     """
+    unconfirmed = [
+        key for intake in intakes if (key := getattr(intake.request, "unconfirmed_key", None))
+    ]
+    confirmation = key_cache.Confirmation(unconfirmed)
+    try:
+        return _store_in_one_transaction(intakes, confirmation)
+    except (OperationalError, InterfaceError):
+        # A request on the process's copy of its key made no query before this transaction:
+        # its first answer is the check of a reused connection (key_cache.read_stamp).
+        if not unconfirmed or confirmation.answered or connection.in_atomic_block:
+            raise
+        logger.info("the database connection went away; storing again on a new one")
+        connection.close()
+    return _store_in_one_transaction(intakes, key_cache.Confirmation(unconfirmed))
+
+
+def _store_in_one_transaction(
+    intakes: list[Intake], confirmation: key_cache.Confirmation
+) -> list[list[tuple[Job, bool]]]:
     committed = []
+    rows = sum(len(intake.prepared.candidates) for intake in intakes)
     try:
         with database.one_writer() as writer, transaction.atomic():
             # Registered first, so they run first on commit, before jobs.store's enqueue (which
@@ -302,12 +359,16 @@ def store_in_one_transaction(intakes: list[Intake]) -> list[list[tuple[Job, bool
             transaction.on_commit(writer.release, robust=True)  # the enqueue runs regardless
             for intake in intakes:
                 record_webhook_id(intake.request)
-            try:
-                results = jobs.store_together(
-                    [(intake.prepared, intake.actor) for intake in intakes]
-                )
-            except jobs.RecordRejected as rejected:
-                raise rejection(rejected, intakes[0].is_batch) from None
+            # The keys' stamps go with the insert and the chain head's lock: one round trip.
+            with database.pipelined() if rows < bulk.COPY_FROM_ROWS else nullcontext():
+                confirmation.send()
+                try:
+                    results = jobs.store_together(
+                        [(intake.prepared, intake.actor) for intake in intakes]
+                    )
+                except jobs.RecordRejected as rejected:
+                    raise rejection(rejected, intakes[0].is_batch) from None
+                confirmation.confirm()
     except Exception:
         if not committed:
             raise
