@@ -20,8 +20,7 @@ DEFAULT_ID_COUNTRIES = ("US", "GB", "DE", "FR", "ES", "IT", "NL")
 # the dashes word processors put instead), slashes, brackets, non-breaking spaces.
 # A lone digit is no detector's concern: a run holds two at least.
 NUMBER_RUN = re.compile(r"\d(?:[ \t.\-/()\u00a0\u2010-\u2015]{0,3}\d)+")
-# What a run holds besides its digits: NUMBER_RUN's separators, left out of the count.
-NOT_COUNTED = dict.fromkeys(map(ord, " \t.-/()\u00a0\u2010\u2011\u2012\u2013\u2014\u2015"))
+SEPARATORS = re.compile(r"\D")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +83,7 @@ class Scan:
             runs = self.cache["runs"] = []
             for match in NUMBER_RUN.finditer(self.text):
                 run = match.group()
-                count = len(run) if run.isdigit() else len(run.translate(NOT_COUNTED))
+                count = len(run) if run.isdigit() else len(run) - len(SEPARATORS.findall(run))
                 runs.append((match.start(), match.end(), count))
         if digits <= 2:
             return runs  # every run holds two digits at least (the list itself: read only)
