@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from rq import Queue, get_current_job
 from rq.job import Job as RQJob
 
-from connectors import broker, lifecycle, pipeline, rq_worker, wake_ups
+from connectors import broker, intake_plans, lifecycle, pipeline, rq_worker, wake_ups
 from connectors.database import reconnecting
 from connectors.errors import PipelineError
 from connectors.models import Job
@@ -48,7 +48,7 @@ def run_batch(job_ids: list[str], *, worker: str = "") -> None:
     if not jobs:
         return
     try:  # reads credentials: a connection killed now must not cost the batch its attempt
-        runtime = reconnecting(pipeline.build_runtime, jobs[0].connector, what="preparing jobs")
+        runtime = reconnecting(prepare_runtime, jobs[0].connector, what="preparing jobs")
     except PipelineError as error:
         fail_all(jobs, error)
         return
@@ -69,6 +69,12 @@ def run_batch(job_ids: list[str], *, worker: str = "") -> None:
     finally:
         runtime.close()
         enqueue_left_behind(connector.id)
+
+
+def prepare_runtime(connector) -> pipeline.Runtime:
+    """The runtime, its mappings and rules as this process keeps them for the connector's
+    update stamp (the claim has just read the connector's row)."""
+    return pipeline.build_runtime(connector, intake_plans.plan_for(connector))
 
 
 def enqueue_left_behind(connector_id: int) -> None:

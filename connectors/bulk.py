@@ -18,7 +18,7 @@ from django.db.models.base import ModelState
 from django.db.models.constants import OnConflict
 from django.db.models.fields import AutoFieldMixin
 
-from connectors import canonical_json
+from connectors import canonical_json, database
 
 # Field classes whose pre_save and get_db_prep_save return a value of this type unchanged
 # (exact classes: a subclass may convert, e.g. an encrypted or lower-cased field).
@@ -54,6 +54,7 @@ def insert(objects: list, *, ignore_conflicts: bool = False) -> None:
         connection.vendor == "postgresql"
         and not ignore_conflicts
         and len(objects) >= COPY_FROM_ROWS
+        and not database.in_pipeline()  # a COPY cannot run there: INSERTs, sent together
     )
     fields, converters, columns = columns_of(connection, model, copies)
     rows = list(zip(*(values(objects) for values in converters), strict=True))

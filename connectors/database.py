@@ -109,7 +109,7 @@ def pipelined() -> Iterator[None]:
     (libpq's pipeline mode): the round trip is paid only where a result is read, and once at
     the end. A write that fails raises there, as Django's database error. Elsewhere, and
     inside a pipeline already open (a nested block would sync at its end): nothing."""
-    if connection.vendor != "postgresql" or _in_pipeline():
+    if connection.vendor != "postgresql" or in_pipeline():
         yield
         return
     connection.ensure_connection()
@@ -117,5 +117,5 @@ def pipelined() -> Iterator[None]:
         yield
 
 
-def _in_pipeline() -> bool:
+def in_pipeline() -> bool:
     return connection.connection is not None and connection.connection._pipeline is not None

@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from connectors import audit, exports, row_updates
+from connectors import audit, bulk, database, exports, finish_notices, row_updates
 from connectors.models import Job, JobAttempt, Provider, Review
 from connectors.work import Answer, Outcome
 
@@ -56,7 +56,9 @@ def claim(
     time. Their own RQ jobs find them taken and claim what is left, if anything; nothing waits
     for a batch to fill."""
     now = timezone.now()
-    with transaction.atomic():
+    # Pipelined: the statements whose answers are not read (the update, the inserts) go
+    # with the next one that is (database.pipelined).
+    with transaction.atomic(), database.pipelined():
         claimable = Job.objects.select_for_update(skip_locked=True).claimable(now)
         rows = list(claimable.filter(id__in=job_ids).values(*ROW_FIELDS))
         connector_id = rows[0]["connector_id"] if rows else connector_id
@@ -94,7 +96,7 @@ def finish_and_claim(
     )
     if not results and (count <= 0 or not claimable.exists()):
         return []  # no write lock (SQLite) when there is nothing to do
-    with transaction.atomic():
+    with transaction.atomic(), database.pipelined():
         finished = _finish(results, now)
         rows = []
         if count > 0:
@@ -105,6 +107,7 @@ def finish_and_claim(
             )
         jobs, started = _start(rows, worker, now) if rows else ([], [])
         audit.record_many(finished + started)  # after the row locks: see the lock order above
+        _announce_on_commit(results)
     return jobs
 
 
@@ -125,15 +128,16 @@ def _start(rows: list[dict], worker: str, now) -> tuple[list[Job], list[audit.En
     jobs = list(Job.objects.select_related("connector__provider__credential").filter(id__in=ids))
     for job in jobs:  # the job row gets it with the outcome (one UPDATE per job anyway)
         job.queue_wait_ms = waited_ms[job.id]
-    JobAttempt.objects.bulk_create(
-        JobAttempt(
-            job=job,
-            number=job.attempts,
-            started_at=now,
-            worker=worker,
-            queue_wait_ms=waited_ms[job.id],
+    # Their ids are not read back: an attempt is found by its job and number.
+    bulk.insert(
+        bulk.build(
+            JobAttempt,
+            {"started_at": now, "worker": worker},
+            (
+                {"job_id": job.id, "number": job.attempts, "queue_wait_ms": waited_ms[job.id]}
+                for job in jobs
+            ),
         )
-        for job in jobs
     )
     started = [
         audit.entry_for(
@@ -164,10 +168,18 @@ def extend_leases(job_ids: list[str]) -> None:
 def finish_many(results: list[tuple[Job, Outcome]]) -> int:
     """Record several outcomes in one transaction (one commit for a burst of fast answers)."""
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(), database.pipelined():
         entries = _finish(results, now)
         audit.record_many(entries)
+        _announce_on_commit(results)
     return len(entries)
+
+
+def _announce_on_commit(results: list[tuple[Job, Outcome]]) -> None:
+    """Wake the requests waiting for these jobs once their outcomes are committed."""
+    if results:
+        connector_ids = {job.connector_id for job, _ in results}
+        transaction.on_commit(lambda: finish_notices.announce(connector_ids), robust=True)
 
 
 def _finish(results: list[tuple[Job, Outcome]], now) -> list[audit.Entry]:

@@ -47,12 +47,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class IntakePlan:
-    """What a connector does to a record before it is stored (loaded once per request/batch)."""
+    """What a connector does to a record before it is stored, and how its answer maps back
+    (loaded once per update stamp: intake_plans)."""
 
     connector: Connector
     input_fields: list[mapping.FieldSpec]
     rules: list[redaction.Rule]
     prompt_template: str
+    output_fields: list[mapping.FieldSpec]
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ def load_intake_plan(connector: Connector) -> IntakePlan:
         input_fields=field_specs(connector, FieldMapping.Direction.INPUT),
         rules=connector_rules(connector),
         prompt_template=connector.prompt_template,
+        output_fields=field_specs(connector, FieldMapping.Direction.OUTPUT),
     )
 
 
@@ -223,16 +226,19 @@ class Runtime:
             candidate.client.close()
 
 
-def build_runtime(connector: Connector) -> Runtime:
+def build_runtime(connector: Connector, plan: IntakePlan | None = None) -> Runtime:
+    """The connector's runtime; its mappings and rules from `plan` when given (a worker passes
+    the one its process keeps per update stamp), else read now."""
     is_json = connector.output_format == Connector.OutputFormat.JSON
+    plan = plan or load_intake_plan(connector)
     return Runtime(
         connector=connector,
         providers=[candidate(row) for row in connector_providers(connector)],
         sink=build_sink(connector),
-        output_fields=field_specs(connector, FieldMapping.Direction.OUTPUT),
+        output_fields=plan.output_fields,
         output_schema=connector.output_schema if is_json else None,
         guard=answer_guard.Guard.for_rules(
-            connector_rules(connector), connector.answer_pii, **detector_options(connector)
+            plan.rules, connector.answer_pii, **detector_options(connector)
         ),
         budgets=budgets.for_connector(connector),
         review=review_policy.for_connector(connector),

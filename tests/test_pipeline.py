@@ -11,11 +11,14 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from connectors import audit, jobs, lifecycle
+from connectors import audit, batches, finish_notices, jobs, lifecycle
+from connectors.api import views
 from connectors.models import AuditEvent, Credential, Job, JobAttempt
 from tests.conftest import CANARY_SECRET, CANARY_SSN, post_records
+from tests.test_intake_cache import in_another_process
 from tests.worker import drain, run_worker, start_worker_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -417,6 +420,83 @@ def test_wait_times_out_with_202(client, key):
 
     assert response.status_code == 202
     assert response.json()["jobs"][0]["status"] == "queued"
+
+
+def test_wait_is_woken_by_the_worker_that_finished_the_job(client, key, openai_server, monkeypatch):
+    """The worker announces what it finished: the waiting request looks again at once, not
+    after its pause (a minute here: only the announcement can answer within the test)."""
+    monkeypatch.setattr(views, "WAIT_FIRST_POLL_SECONDS", 60)
+    monkeypatch.setattr(views, "WAIT_POLL_SECONDS", 60)
+    openai_server.reply('{"decision": "approve"}')
+    answers = {}
+
+    def call():
+        answers["response"] = post_records(
+            client, "invoices", {"note": "woken"}, key=key, query="?wait=30"
+        )
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 15
+    while caller.is_alive() and time.monotonic() < deadline:
+        run_worker()
+        caller.join(0.05)
+
+    assert not caller.is_alive(), "the waiting request slept through the finish"
+    response = answers["response"]
+    assert response.status_code == 200
+    assert response.json()["jobs"][0]["status"] == "succeeded"
+
+
+def test_a_finish_is_announced_on_the_connector_channel_once_committed(
+    client, key, connector, openai_server, redis_client
+):
+    openai_server.reply('{"decision": "approve"}')
+    send(client, key, {"note": "announce me"})
+    listener = redis_client.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(finish_notices.channel_for(connector.id))
+
+    drain()
+
+    heard = [listener.get_message(timeout=1) for _ in range(3)]
+    channels = {message["channel"].decode() for message in heard if message}
+    assert channels == {finish_notices.channel_for(connector.id)}
+    assert all(message["data"] == b"" for message in heard if message)  # it says nothing else
+    listener.close()
+
+
+def test_an_output_mapping_edited_in_another_process_applies_to_the_next_batch(
+    client, key, connector, openai_server, settings
+):
+    """The worker keeps the connector's mappings and rules per update stamp, as intake does."""
+    openai_server.reply('{"decision": "approve", "reason": "fine"}')
+    first = send(client, key, {"note": "before the edit"})
+    drain()
+    in_another_process(
+        settings,
+        "from connectors.models import FieldMapping; "
+        "m = FieldMapping.objects.get(direction='output', target_name='ai_decision'); "
+        "m.target_name = 'verdict'; m.save()",
+    )
+
+    second = send(client, key, {"note": "after the edit"})
+    drain()
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.result == {"ai_decision": "approve", "ai_reason": "fine"}
+    assert second.result == {"verdict": "approve", "ai_reason": "fine"}
+
+
+def test_a_worker_reads_the_mappings_and_rules_once_per_update_stamp(connector):
+    batches.prepare_runtime(connector).close()
+
+    with CaptureQueriesContext(connection) as again:
+        batches.prepare_runtime(connector).close()
+
+    read = " ".join(query["sql"] for query in again.captured_queries)
+    assert "connectors_fieldmapping" not in read
+    assert "connectors_redactionrule" not in read
 
 
 # --- Found by review: ways a record was written back twice, or wrongly ------------------------

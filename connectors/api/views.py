@@ -15,7 +15,7 @@ from rest_framework import exceptions, permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from connectors import audit, bulk, crypto, database, group_commit, jobs
+from connectors import audit, bulk, crypto, database, finish_notices, group_commit, jobs
 from connectors.api import answer_formats, body_formats, key_cache, schema, soap, wsdl
 from connectors.api.authentication import ApiKeyAuthentication, read_body
 from connectors.api.errors import ApiError
@@ -32,7 +32,8 @@ from connectors.work import Submission
 logger = logging.getLogger(__name__)
 
 # ?wait= polls the database every WAIT_FIRST_POLL_SECONDS for its first second (a fast answer
-# is not held back by a long pause), then less and less often up to WAIT_POLL_SECONDS.
+# is not held back by a long pause), then less and less often up to WAIT_POLL_SECONDS; a worker
+# that finished jobs of the connector wakes it before the pause ends (finish_notices).
 WAIT_FIRST_POLL_SECONDS = 0.01
 WAIT_POLL_SECONDS = 0.1
 
@@ -410,19 +411,22 @@ def represent(serializer_class, jobs: list[Job]) -> list[dict]:
 
 
 def wait_for(created: list[Job], seconds: int) -> list[Job] | None:
-    """Poll the database until every job finished, or give up after `seconds`."""
+    """Poll the database until every job finished, or give up after `seconds`; a worker's
+    announcement that it finished jobs of the connector cuts a pause short (finish_notices)."""
     ids = [job.id for job in created]
     started = time.monotonic()
     deadline = started + seconds
     pause = WAIT_FIRST_POLL_SECONDS
-    while time.monotonic() < deadline:
-        finished = list(Job.objects.select_related("connector__provider").filter(id__in=ids))
-        if all(job.is_finished for job in finished):
-            order = {job_id: index for index, job_id in enumerate(ids)}
-            return sorted(finished, key=lambda job: order[job.id])
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        if time.monotonic() - started > 1:
-            pause = min(pause * 1.5, WAIT_POLL_SECONDS)
+    # Subscribed before the first poll: a finish committed after that poll is heard.
+    with finish_notices.Listener(created[0].connector_id) as listener:
+        while time.monotonic() < deadline:
+            finished = list(Job.objects.select_related("connector__provider").filter(id__in=ids))
+            if all(job.is_finished for job in finished):
+                order = {job_id: index for index, job_id in enumerate(ids)}
+                return sorted(finished, key=lambda job: order[job.id])
+            listener.pause(min(pause, max(0.0, deadline - time.monotonic())))
+            if time.monotonic() - started > 1:
+                pause = min(pause * 1.5, WAIT_POLL_SECONDS)
     return None
 
 
