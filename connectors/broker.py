@@ -33,10 +33,29 @@ def start_embedded() -> str:
 
 
 def get_redis() -> redis.Redis:
-    url = redis_url()
-    client = _clients.get(url)
+    return _client(_clients, redis_url(), connect_timeout=2)
+
+
+def get_impatient_redis() -> redis.Redis:
+    """The same Redis, for calls nobody should wait on when it does not answer (a wake-up that
+    polling stands in for): it gives up connecting after QUICK_CONNECT_SECONDS."""
+    return _client(_impatient_clients, redis_url(), connect_timeout=QUICK_CONNECT_SECONDS)
+
+
+QUICK_CONNECT_SECONDS = 0.25
+_impatient_clients: dict[str, redis.Redis] = {}
+
+
+def _client(clients: dict, url: str, *, connect_timeout: float) -> redis.Redis:
+    client = clients.get(url)
     if client is None:
-        client = _clients[url] = redis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
+        client = clients[url] = redis.Redis.from_url(
+            url, socket_connect_timeout=connect_timeout, socket_timeout=10, health_check_interval=30
         )
     return client
+
+
+def forget(url: str) -> None:
+    """Drop the clients of `url` (a test's own redis-server that it stopped)."""
+    _clients.pop(url, None)
+    _impatient_clients.pop(url, None)

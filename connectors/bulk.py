@@ -8,6 +8,7 @@ PostgreSQL, else one executemany."""
 import json
 import uuid
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 
 import orjson
@@ -74,6 +75,12 @@ def insert(objects: list, *, ignore_conflicts: bool = False) -> None:
                 cursor.executemany(sql, rows)
     for obj in objects:
         obj._state.adding, obj._state.db = False, connection.alias
+
+
+def pipelined_for(rows: int) -> AbstractContextManager:
+    """database.pipelined() for the statements of fewer than COPY_FROM_ROWS rows; more go in
+    by COPY, which cannot run in a pipeline (and gains nothing from one)."""
+    return database.pipelined() if rows < COPY_FROM_ROWS else nullcontext()
 
 
 def build(model, common: dict, rows: Iterable[dict]) -> list:

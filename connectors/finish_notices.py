@@ -31,7 +31,7 @@ def announce(connector_ids: Iterable[int]) -> None:
     """After a commit that finished jobs of these connectors. Best effort: a waiting request
     that hears nothing finds its jobs at its next poll."""
     try:
-        with broker.get_redis().pipeline(transaction=False) as pipe:
+        with broker.get_impatient_redis().pipeline(transaction=False) as pipe:
             for connector_id in set(connector_ids):
                 pipe.publish(channel_for(connector_id), b"")
             pipe.execute()
@@ -40,8 +40,9 @@ def announce(connector_ids: Iterable[int]) -> None:
 
 
 class Listener:
-    """Subscribed to a connector's channel while the with-block runs. `pause(seconds)` returns
-    early when a worker announces; without Redis it sleeps the whole pause."""
+    """Subscribed to a connector's channel while the with-block runs (the subscription is
+    confirmed when the block starts: what is announced after that is heard). `pause(seconds)`
+    returns early when a worker announces; without Redis it sleeps the whole pause."""
 
     def __init__(self, connector_id: int) -> None:
         self.channel = channel_for(connector_id)
@@ -49,9 +50,11 @@ class Listener:
 
     def __enter__(self) -> "Listener":
         try:
-            self.pubsub = broker.get_redis().pubsub(ignore_subscribe_messages=True)
+            self.pubsub = broker.get_impatient_redis().pubsub()
             self.pubsub.subscribe(self.channel)
-        except RedisError as error:
+            if self.pubsub.get_message(timeout=broker.QUICK_CONNECT_SECONDS) is None:
+                raise TimeoutError("no confirmation of the subscription")
+        except (RedisError, TimeoutError) as error:
             logger.debug("cannot listen for finished jobs (%s)", type(error).__name__)
             self.close()
         return self
@@ -59,14 +62,20 @@ class Listener:
     def pause(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         try:
-            # None: nothing within the time left, or the subscription's own confirmation.
             while self.pubsub is not None and (left := deadline - time.monotonic()) > 0:
-                if self.pubsub.get_message(timeout=left) is not None:
+                if self._heard(timeout=left):
+                    # Those announced meanwhile are answered by the same poll.
+                    while self._heard(timeout=0):
+                        pass
                     return
         except RedisError as error:
             logger.debug("stopped listening for finished jobs (%s)", type(error).__name__)
             self.close()
         time.sleep(max(0.0, deadline - time.monotonic()))
+
+    def _heard(self, timeout: float) -> bool:
+        message = self.pubsub.get_message(timeout=timeout)
+        return message is not None and message["type"] == "message"
 
     def close(self) -> None:
         if self.pubsub is None:

@@ -11,7 +11,6 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -29,7 +28,6 @@ from connectors import (
     broker,
     bulk,
     crypto,
-    database,
     exports,
     intake_plans,
     lifecycle,
@@ -188,8 +186,7 @@ def _store(
     # No savepoint inside a caller's transaction: a refusal or an error here fails all of it.
     # Pipelined (a few rows): BEGIN, the insert and the chain head's locked read go in one
     # round trip, the events and the head's update in one more.
-    pipelined = database.pipelined() if len(candidates) < bulk.COPY_FROM_ROWS else nullcontext()
-    with transaction.atomic(savepoint=False), pipelined:
+    with transaction.atomic(savepoint=False), bulk.pipelined_for(len(candidates)):
         # Only a caller's key can be seen before: new UUID keys cannot conflict.
         bulk.insert(candidates, ignore_conflicts=prepared.chosen_keys)
         if prepared.chosen_keys:

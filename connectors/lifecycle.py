@@ -56,9 +56,7 @@ def claim(
     time. Their own RQ jobs find them taken and claim what is left, if anything; nothing waits
     for a batch to fill."""
     now = timezone.now()
-    # Pipelined: the statements whose answers are not read (the update, the inserts) go
-    # with the next one that is (database.pipelined).
-    with transaction.atomic(), database.pipelined():
+    with transaction.atomic():
         claimable = Job.objects.select_for_update(skip_locked=True).claimable(now)
         rows = list(claimable.filter(id__in=job_ids).values(*ROW_FIELDS))
         connector_id = rows[0]["connector_id"] if rows else connector_id
@@ -71,8 +69,11 @@ def claim(
             )
         if not rows:
             return []
-        jobs, started = _start(rows, worker, now)
-        audit.record_many(started)
+        # The statements whose answers are not read (the update, the inserts) go with the
+        # next one whose answer is (bulk.pipelined_for).
+        with bulk.pipelined_for(len(rows)):
+            jobs, started = _start(rows, worker, now)
+            audit.record_many(started)
     return jobs
 
 
@@ -96,17 +97,20 @@ def finish_and_claim(
     )
     if not results and (count <= 0 or not claimable.exists()):
         return []  # no write lock (SQLite) when there is nothing to do
-    with transaction.atomic(), database.pipelined():
-        finished = _finish(results, now)
-        rows = []
-        if count > 0:
-            rows = list(
-                claimable.select_for_update(skip_locked=True)
-                .order_by("created_at")
-                .values(*ROW_FIELDS)[:count]
-            )
-        jobs, started = _start(rows, worker, now) if rows else ([], [])
-        audit.record_many(finished + started)  # after the row locks: see the lock order above
+    with transaction.atomic():
+        with database.pipelined():  # updates only, then the claim's read
+            finished = _finish(results, now)
+            rows = []
+            if count > 0:
+                rows = list(
+                    claimable.select_for_update(skip_locked=True)
+                    .order_by("created_at")
+                    .values(*ROW_FIELDS)[:count]
+                )
+        with bulk.pipelined_for(len(finished) + len(rows)):
+            jobs, started = _start(rows, worker, now) if rows else ([], [])
+            # After the row locks: see the lock order above.
+            audit.record_many(finished + started)
         _announce_on_commit(results)
     return jobs
 
@@ -168,7 +172,7 @@ def extend_leases(job_ids: list[str]) -> None:
 def finish_many(results: list[tuple[Job, Outcome]]) -> int:
     """Record several outcomes in one transaction (one commit for a burst of fast answers)."""
     now = timezone.now()
-    with transaction.atomic(), database.pipelined():
+    with transaction.atomic(), bulk.pipelined_for(len(results)):
         entries = _finish(results, now)
         audit.record_many(entries)
         _announce_on_commit(results)

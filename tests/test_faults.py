@@ -175,7 +175,7 @@ def own_redis(settings):
     yield server
     if server.process.poll() is None:
         server.kill()
-    broker._clients.pop(server.url, None)
+    broker.forget(server.url)
 
 
 def test_a_busy_worker_rides_out_a_redis_outage(
@@ -399,7 +399,7 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(
         stop(worker)
         if redis_later.process is not None:
             redis_later.kill()
-        broker._clients.pop(redis_later.url, None)
+        broker.forget(redis_later.url)
     log.seek(0)
     assert "Traceback" not in log.read()
 

@@ -45,3 +45,16 @@ def test_another_connector_announcement_does_not_wake_a_listener(settings):
         listener.pause(0.3)
 
     assert time.monotonic() - started >= 0.3
+
+
+def test_announcements_heard_together_wake_one_pause(settings):
+    """The poll after a wake answers for every announcement before it: the next pause is a
+    pause, not another immediate poll."""
+    with finish_notices.Listener(7) as listener:
+        for _ in range(3):
+            finish_notices.announce([7])
+        listener.pause(30)
+        started = time.monotonic()
+        listener.pause(0.3)
+
+    assert time.monotonic() - started >= 0.3

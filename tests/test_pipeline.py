@@ -448,6 +448,17 @@ def test_wait_is_woken_by_the_worker_that_finished_the_job(client, key, openai_s
     assert response.json()["jobs"][0]["status"] == "succeeded"
 
 
+def test_wait_polls_once_even_when_its_time_is_up(client, key, openai_server):
+    openai_server.reply('{"decision": "approve"}')
+    job = send(client, key, {"note": "done already"})
+    drain()
+
+    [finished] = views.wait_for([job], 0)
+
+    assert finished.id == job.id
+    assert finished.status == Job.Status.SUCCEEDED
+
+
 def test_a_finish_is_announced_on_the_connector_channel_once_committed(
     client, key, connector, openai_server, redis_client
 ):

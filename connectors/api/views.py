@@ -414,20 +414,28 @@ def wait_for(created: list[Job], seconds: int) -> list[Job] | None:
     """Poll the database until every job finished, or give up after `seconds`; a worker's
     announcement that it finished jobs of the connector cuts a pause short (finish_notices)."""
     ids = [job.id for job in created]
+    waiting = set(ids)
     started = time.monotonic()
     deadline = started + seconds
     pause = WAIT_FIRST_POLL_SECONDS
     # Subscribed before the first poll: a finish committed after that poll is heard.
     with finish_notices.Listener(created[0].connector_id) as listener:
-        while time.monotonic() < deadline:
-            finished = list(Job.objects.select_related("connector__provider").filter(id__in=ids))
-            if all(job.is_finished for job in finished):
+        while True:  # one poll at least, however long subscribing took
+            # Statuses only, of the jobs still waited for: the rows are read once, at the end.
+            waiting -= set(
+                Job.objects.filter(id__in=waiting, status__in=Job.FINISHED).values_list(
+                    "id", flat=True
+                )
+            )
+            if not waiting:
+                finished = Job.objects.select_related("connector__provider").filter(id__in=ids)
                 order = {job_id: index for index, job_id in enumerate(ids)}
                 return sorted(finished, key=lambda job: order[job.id])
+            if time.monotonic() >= deadline:
+                return None
             listener.pause(min(pause, max(0.0, deadline - time.monotonic())))
             if time.monotonic() - started > 1:
                 pause = min(pause * 1.5, WAIT_POLL_SECONDS)
-    return None
 
 
 class JobView(KeyAuthenticatedView):
